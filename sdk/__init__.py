@@ -16,6 +16,7 @@ from sdk.errors import (
     BackendUnavailable,
     BundleError,
     CohortError,
+    FileError,
     InvalidVolume,
     OCTError,
     UnsupportedFormat,
@@ -52,6 +53,7 @@ __all__ = [
     "BundleError",
     "BackendUnavailable",
     "CohortError",
+    "FileError",
     "__version__",
     *_LAZY,
 ]

@@ -28,3 +28,8 @@ class BackendUnavailable(OCTError):
 
 class CohortError(OCTError, ValueError):
     """A training cohort is unusable (missing file, unknown label, a class absent from a split)."""
+
+
+class FileError(OCTError, OSError):
+    """A file or folder cannot be read or written: missing, not permitted, or it exists and would be
+    overwritten."""
