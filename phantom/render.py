@@ -14,12 +14,12 @@ from scipy.ndimage import gaussian_filter
 # ellipsoid zone | outer segments | RPE | choroid | sclera
 BOUNDARIES = ("ILM", "RNFL_GCL", "GCL_IPL", "IPL_INL", "INL_OPL", "OPL_ONL", "ELM", "EZ_TOP", "OS_TOP",
               "RPE_TOP", "BM", "CSI")
-RETINA_REFLECTIVITY = (0.004, 0.9, 0.28, 0.5, 0.17, 0.45, 0.09, 0.22, 0.85, 0.3, 1.0, 0.45, 0.12)
+RETINA_REFLECTIVITY = (0.0002, 0.9, 0.28, 0.5, 0.17, 0.45, 0.09, 0.22, 0.85, 0.3, 1.0, 0.45, 0.12)
 # attenuation coefficient of each layer (1/mm, one way): the retina is nearly transparent, the
 # pigmented RPE and the blood-filled choroid are not
 RETINA_ATTENUATION_PER_MM = (0.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 40.0, 7.0, 3.0)
-PRELAMINAR_REFLECTIVITY = 0.4  # neural tissue inside the disc (takes the RNFL slot)
-LAMINA_REFLECTIVITY = 0.35  # lamina cribrosa (takes the choroid slot inside the disc)
+PRELAMINAR_REFLECTIVITY = 0.25  # neural tissue inside the disc (takes the RNFL slot)
+LAMINA_REFLECTIVITY = 0.22  # lamina cribrosa (takes the choroid slot inside the disc)
 RETROLAMINAR_REFLECTIVITY = 0.06
 ATROPHY_RPE_REFLECTIVITY = 0.8  # what is left of the RPE band in atrophy: Bruch's membrane itself
 ATROPHY_CHOROID_REFLECTIVITY = 0.65  # hypertransmission below missing RPE

@@ -1,0 +1,71 @@
+"""Retinal layer segmentation, optic disc, fovea and scan quality (numpy/scipy only).
+
+    seg = sdk.retina.segment(volume)
+    seg.surfaces["ILM"]            # (n_bscans, n_ascans) axial px; also RNFL_GCL, IPL_INL, BM
+    seg.disc, seg.fovea, seg.quality
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdk.retina import intensity
+from sdk.retina.landmarks import Disc, Fovea, en_face_grid_mm, find_disc, find_fovea
+from sdk.retina.layers import segment_layers
+from sdk.retina.quality import Quality, assess
+from sdk.volume import OCTVolume
+
+SURFACES = ("ILM", "RNFL_GCL", "IPL_INL", "BM")
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Layer surfaces, landmarks and quality of one volume.
+
+    ``surfaces`` maps ILM, RNFL_GCL, IPL_INL and BM to (n_bscans, n_ascans) float32 axial positions
+    in px (a boundary at z lies between voxel z-1 and voxel z); RNFL_GCL, IPL_INL and BM are NaN
+    inside the optic disc, where those layers do not exist. ``disc`` / ``fovea`` are None when not
+    found (or not expected: no disc on a macula cube, no fovea on a disc cube).
+    """
+
+    surfaces: dict[str, np.ndarray]
+    disc: Disc | None
+    fovea: Fovea | None
+    quality: Quality
+    spacing_mm: tuple[float, float, float]
+
+    def thickness_um(self, upper: str, lower: str) -> np.ndarray:
+        """(n_bscans, n_ascans) distance in micrometres from surface ``upper`` down to ``lower``."""
+        return (self.surfaces[lower] - self.surfaces[upper]) * (self.spacing_mm[1] * 1000.0)
+
+
+def segment(volume: OCTVolume) -> Segmentation:
+    """Segment ``volume``: ILM, RNFL/GCL, IPL/INL and Bruch's membrane on every B-scan, the optic
+    disc (Bruch's-membrane opening) and the fovea, and judge the scan's quality."""
+    spacing = volume.spacing_mm
+    logged = intensity.log_scaled(volume)
+    data = volume.data if logged is None else logged
+    levels = intensity.levels(data)
+    layers = segment_layers(data, spacing, intensity.coarse(data, spacing), levels)
+
+    disc_expected = volume.protocol in ("wide", "disc")
+    disc = find_disc(layers.rpe_depth_excess_um, spacing) if disc_expected else None
+    surfaces = dict(layers.surfaces)
+    if disc is not None:
+        for name in SURFACES[1:]:
+            surfaces[name] = np.where(disc.mask, np.nan, surfaces[name]).astype(np.float32)
+    inner_um = (surfaces["IPL_INL"] - surfaces["ILM"]) * (spacing[1] * 1000.0)
+    fovea_expected = volume.protocol in ("wide", "macula")
+    fovea = (find_fovea(inner_um, spacing, volume.protocol, volume.laterality, disc, volume.extent_mm)
+             if fovea_expected else None)
+
+    outside = ~disc.mask if disc is not None else np.ones(inner_um.shape, bool)
+    snr = (levels.tissue - levels.background) / levels.noise_sd
+    quality = assess(snr, layers.tissue_found, layers.contrast, outside, disc_expected, disc is not None,
+                     fovea_expected, fovea is not None)
+    return Segmentation(surfaces=surfaces, disc=disc, fovea=fovea, quality=quality, spacing_mm=spacing)
+
+
+__all__ = ["segment", "Segmentation", "Disc", "Fovea", "Quality", "SURFACES", "en_face_grid_mm"]

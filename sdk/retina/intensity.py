@@ -1,0 +1,70 @@
+"""Intensity scale and the coarse working copy of a volume.
+
+Segmentation works on log-scaled reflectivity (the display scale instruments export). Volumes
+that look linear (floats with a long bright tail) are log-compressed first. Levels are then
+expressed in units of the background (vitreous/deep noise) so that thresholds do not depend on the
+vendor's display range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdk.volume import OCTVolume
+
+COARSE_AXIAL_MM = 0.015  # coarse grid: about 15 um axially ...
+COARSE_LATERAL_MM = 0.09  # ... and 90 um along the B-scan
+LINEAR_TAIL_RATIO = 50.0  # p99.9 / p50 above this means linear intensities
+SAMPLE_STRIDE = 4  # statistics use every 4th B-scan and A-scan
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Robust grey levels of a volume, in its (log-scaled) units."""
+
+    background: float  # median of the noise (vitreous and below the choroid)
+    noise_sd: float  # spread of the background
+    tissue: float  # bright tissue (RPE, RNFL), 99.5th percentile
+
+
+@dataclass(frozen=True)
+class Coarse:
+    """Block-averaged copy of a volume: (n_bscans, depth // axial_factor, n_ascans // lateral_factor)."""
+
+    data: np.ndarray  # float32
+    axial_factor: int
+    lateral_factor: int
+
+
+def log_scaled(volume: OCTVolume) -> np.ndarray | None:
+    """A log-compressed float32 copy if the volume holds linear intensities, else None (use as is)."""
+    data = volume.data
+    if data.dtype.kind != "f":
+        return None
+    sample = data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE]
+    low, median, high = np.percentile(sample, [0.1, 50, 99.9])
+    if low < 0 or high <= 0 or high / max(median, 1e-12) < LINEAR_TAIL_RATIO:
+        return None
+    return (10.0 * np.log10(np.maximum(data, high * 1e-6))).astype(np.float32)
+
+
+def levels(data: np.ndarray) -> Levels:
+    """Background, noise spread and tissue level of a log-scaled volume (n_bscans, depth, n_ascans)."""
+    sample = np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32)
+    p25, p50, p995 = np.percentile(sample, [25, 50, 99.5])
+    dark = sample[sample <= p50]  # most voxels are vitreous or below the choroid
+    background = float(np.median(dark))
+    noise_sd = float(max(np.percentile(dark, 84) - np.percentile(dark, 16), 1e-6) / 2.0)
+    return Levels(background=background, noise_sd=noise_sd, tissue=float(p995))
+
+
+def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:
+    """Block-average depth and A-scans to about 15 x 90 um (B-scans are kept)."""
+    fz = max(1, int(round(COARSE_AXIAL_MM / spacing_mm[1])))
+    fx = max(1, int(round(COARSE_LATERAL_MM / spacing_mm[2])))
+    n_b, depth, n_a = data.shape
+    dz, dx = depth // fz, n_a // fx
+    blocks = data[:, : dz * fz, : dx * fx].reshape(n_b, dz, fz, dx, fx)
+    return Coarse(blocks.mean(axis=(2, 4), dtype=np.float32), fz, fx)

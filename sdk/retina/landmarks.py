@@ -1,0 +1,123 @@
+"""Optic disc (Bruch's-membrane opening) and fovea, from the segmented surfaces.
+
+Disc: inside Bruch's-membrane opening there is no RPE, so the deepest bright sample of each A-scan
+lies well below the smooth RPE surface that bridges the disc (prelaminar tissue and lamina
+cribrosa are not shadowed by pigment). That region, cleaned of vessel shadows and specks, is the
+disc; its area moments give an ellipse (centre, semi-axes) for Bruch's-membrane opening.
+
+Fovea: the pit where the inner retina (ILM to IPL/INL) vanishes, searched where a fovea can be for
+the scan protocol; its centre is the centroid of the thinnest zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+DISC_DEPTH_EXCESS_UM = 40.0  # deepest bright sample this far below the RPE surface: no RPE there
+DISC_AREA_MM2 = (0.8, 6.0)  # plausible area of Bruch's-membrane opening
+DISC_CLOSING_MM = 0.25  # bridges vessel shadows across the disc
+FOVEA_DISC_DISTANCE_MM = (3.0, 6.0)  # fovea lies this far temporal of the disc centre
+FOVEA_MAX_VERTICAL_MM = 1.5  # and within this height of it
+MACULA_SEARCH_RADIUS_MM = 2.0  # on a macula cube, within this distance of the scan centre
+FOVEA_SMOOTHING_MM = 0.1
+FOVEA_ZONE_UM = 8.0  # thinnest zone: within this of the minimum inner-retina thickness
+FOVEA_MIN_PIT_UM = 30.0  # the rim of the pit (1.5 mm away) is at least this much thicker
+
+
+@dataclass(frozen=True)
+class Disc:
+    """Bruch's-membrane opening as an axis-aligned ellipse in en-face mm (y, x)."""
+
+    center_mm: tuple[float, float]
+    semi_axes_mm: tuple[float, float]
+    mask: np.ndarray  # (n_bscans, n_ascans) bool, inside the ellipse
+
+    @property
+    def area_mm2(self) -> float:
+        return float(np.pi * self.semi_axes_mm[0] * self.semi_axes_mm[1])
+
+
+@dataclass(frozen=True)
+class Fovea:
+    center_mm: tuple[float, float]
+    pit_depth_um: float  # inner-retina thickness 1.5 mm away minus at the centre
+
+
+def en_face_grid_mm(shape, spacing_mm):
+    """(y, x) mm coordinates of every A-scan centre, each (n_bscans, n_ascans)."""
+    n_b, n_a = shape
+    y = (np.arange(n_b) + 0.5) * spacing_mm[0]
+    x = (np.arange(n_a) + 0.5) * spacing_mm[2]
+    return np.meshgrid(y, x, indexing="ij")
+
+
+def find_disc(depth_excess_um: np.ndarray, spacing_mm) -> Disc | None:
+    """Disc from the excess depth (um) of the deepest bright sample below the RPE surface.
+
+    depth_excess_um : (n_bscans, n_ascans). Returns None if no plausible disc is in the scan.
+    """
+    pixel_area = spacing_mm[0] * spacing_mm[2]
+    candidate = depth_excess_um > DISC_DEPTH_EXCESS_UM
+    structure = _ellipse_structure(DISC_CLOSING_MM, spacing_mm)
+    candidate = ndimage.binary_closing(candidate, structure, border_value=0)
+    candidate = ndimage.binary_opening(candidate, structure)
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        return None
+    areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1)) * pixel_area
+    plausible = np.flatnonzero((areas >= DISC_AREA_MM2[0]) & (areas <= DISC_AREA_MM2[1]))
+    if plausible.size == 0:
+        return None
+    region = labels == plausible[np.argmax(areas[plausible])] + 1
+    region = ndimage.binary_fill_holes(region)
+    y, x = en_face_grid_mm(region.shape, spacing_mm)
+    cy, cx = float(y[region].mean()), float(x[region].mean())
+    # a filled ellipse with semi-axis s has variance s^2 / 4 along that axis
+    sy = 2.0 * float(np.sqrt(np.var(y[region]) + spacing_mm[0] ** 2 / 12))
+    sx = 2.0 * float(np.sqrt(np.var(x[region]) + spacing_mm[2] ** 2 / 12))
+    mask = ((y - cy) / sy) ** 2 + ((x - cx) / sx) ** 2 < 1.0
+    return Disc(center_mm=(cy, cx), semi_axes_mm=(sy, sx), mask=mask)
+
+
+def find_fovea(inner_thickness_um: np.ndarray, spacing_mm, protocol: str, laterality: str,
+               disc: Disc | None, extent_mm) -> Fovea | None:
+    """Fovea from the inner-retina thickness map (n_bscans, n_ascans, um); None if not found."""
+    y, x = en_face_grid_mm(inner_thickness_um.shape, spacing_mm)
+    allowed = _fovea_search_region(y, x, protocol, laterality, disc, extent_mm)
+    if allowed is None or not allowed.any():
+        return None
+    sigma = (FOVEA_SMOOTHING_MM / spacing_mm[0], FOVEA_SMOOTHING_MM / spacing_mm[2])
+    finite = np.isfinite(inner_thickness_um)
+    filled = np.where(finite, inner_thickness_um, np.nanmedian(inner_thickness_um))
+    smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
+    candidates = np.where(allowed & finite, smooth, np.inf)
+    zone = candidates < candidates.min() + FOVEA_ZONE_UM
+    labels, _ = ndimage.label(zone)
+    deepest = labels == labels.flat[np.argmin(candidates)]
+    cy, cx = float(y[deepest].mean()), float(x[deepest].mean())
+    ring = np.abs(np.hypot(y - cy, x - cx) - 1.5) < 0.1
+    pit = float(np.median(smooth[ring & finite]) - smooth[deepest].mean()) if ring.any() else 0.0
+    if pit < FOVEA_MIN_PIT_UM:
+        return None
+    return Fovea(center_mm=(cy, cx), pit_depth_um=pit)
+
+
+def _fovea_search_region(y, x, protocol, laterality, disc, extent_mm):
+    if protocol == "macula":
+        return np.hypot(y - extent_mm[0] / 2, x - extent_mm[2] / 2) < MACULA_SEARCH_RADIUS_MM
+    if disc is None:
+        return None
+    temporal = -1.0 if laterality == "OD" else 1.0  # the fovea is left of the disc in an OD en-face view
+    along = (x - disc.center_mm[1]) * temporal
+    lo, hi = FOVEA_DISC_DISTANCE_MM
+    return (along > lo) & (along < hi) & (np.abs(y - disc.center_mm[0]) < FOVEA_MAX_VERTICAL_MM)
+
+
+def _ellipse_structure(radius_mm, spacing_mm):
+    ry = max(1, int(round(radius_mm / spacing_mm[0])))
+    rx = max(1, int(round(radius_mm / spacing_mm[2])))
+    yy, xx = np.mgrid[-ry : ry + 1, -rx : rx + 1]
+    return (yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0
