@@ -26,6 +26,7 @@ TSNIT_RADIUS_MM = 1.7  # radius at which the TSNIT profile below is defined
 GAMMA_FAR = 0.3  # fibre fan exponent far from the disc
 GAMMA_DECAY_MM = 2.5
 FOVEAL_AVASCULAR_MM = 0.3
+VESSEL_COVER_UM = 8.0  # nerve fibre tissue above and below a vessel
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,10 @@ def layers(p: EyeParams, x_mm, y_mm, grid_spacing_mm: tuple[float, float]) -> La
         t * photoreceptor_taper for t in (inner_segment, ellipsoid, outer_segment)
     )
 
-    elevation = _cup_elevation_mm(p, rho, angle, rnfl)
     vessel, diameter = _vessels(p, r, angle, origin, foveal, grid_spacing_mm)
+    # vessels run inside the nerve fibre layer; where it is thinner than a vessel, the ILM bulges over it
+    rnfl = np.maximum(rnfl, np.where(vessel > 0, 1000.0 * diameter * vessel + VESSEL_COVER_UM, 0.0))
+    elevation = _cup_elevation_mm(p, rho, angle, rnfl)
     return Layers(
         rnfl=rnfl, gcl=gcl, ipl=ipl, inl=inl, opl=opl, onl=onl, inner_segment=inner_segment,
         ellipsoid=ellipsoid, outer_segment=outer_segment, rpe=rpe, rho=rho,

@@ -168,7 +168,9 @@ def _draw_vessels(rng) -> tuple[Vessel, ...]:
     """Four arcade vessels along the arcuate bundles, nasal vessels and a few thin branches."""
     arcades = [Vessel(s * _n(rng, 55, 8), _u(rng, 0.1, 0.14)) for s in (1, -1) for _ in range(2)]
     nasal = [Vessel(s * _n(rng, 140, 15), _u(rng, 0.07, 0.1)) for s in (1, -1)]
-    branches = [Vessel(_u(rng, -180, 180), _u(rng, 0.04, 0.07)) for _ in range(int(rng.integers(3, 7)))]
+    # branches avoid the papillomacular bundle, as real vessels do
+    branches = [Vessel(float(rng.choice([-1, 1])) * _u(rng, 25, 180), _u(rng, 0.04, 0.07))
+                for _ in range(int(rng.integers(3, 7)))]
     return tuple(arcades + nasal + branches)
 
 

@@ -47,11 +47,12 @@ def segment(volume: OCTVolume) -> Segmentation:
     spacing = volume.spacing_mm
     logged = intensity.log_scaled(volume)
     data = volume.data if logged is None else logged
-    levels = intensity.levels(data)
-    layers = segment_layers(data, spacing, intensity.coarse(data, spacing), levels)
+    coarse = intensity.coarse(data, spacing)
+    levels = intensity.levels(data, coarse.data)
+    layers = segment_layers(data, spacing, coarse, levels)
 
     disc_expected = volume.protocol in ("wide", "disc")
-    disc = find_disc(layers.rpe_depth_excess_um, spacing) if disc_expected else None
+    disc = find_disc(layers.contrast["OPL_ONL"], spacing) if disc_expected else None
     surfaces = dict(layers.surfaces)
     if disc is not None:
         for name in SURFACES[1:]:

@@ -22,11 +22,15 @@ SAMPLE_STRIDE = 4  # statistics use every 4th B-scan and A-scan
 
 @dataclass(frozen=True)
 class Levels:
-    """Robust grey levels of a volume, in its (log-scaled) units."""
+    """Robust grey levels of a volume, in its (log-scaled) units.
+
+    ``background`` and ``tissue`` are speckle-averaged levels (from the coarse copy), so thresholds
+    between them hold for smoothed data; ``noise_sd`` is the voxel-level spread of the background.
+    """
 
     background: float  # median of the noise (vitreous and below the choroid)
-    noise_sd: float  # spread of the background
-    tissue: float  # bright tissue (RPE, RNFL), 99.5th percentile
+    noise_sd: float  # spread of single background voxels
+    tissue: float  # bright tissue (RPE, RNFL), 99.5th percentile of the speckle-averaged volume
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,15 @@ def log_scaled(volume: OCTVolume) -> np.ndarray | None:
     return (10.0 * np.log10(np.maximum(data, high * 1e-6))).astype(np.float32)
 
 
-def levels(data: np.ndarray) -> Levels:
-    """Background, noise spread and tissue level of a log-scaled volume (n_bscans, depth, n_ascans)."""
-    sample = np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32)
-    p25, p50, p995 = np.percentile(sample, [25, 50, 99.5])
-    dark = sample[sample <= p50]  # most voxels are vitreous or below the choroid
-    background = float(np.median(dark))
+def levels(data: np.ndarray, coarse_data: np.ndarray) -> Levels:
+    """Grey levels of a log-scaled volume (n_bscans, depth, n_ascans) and its coarse copy."""
+    voxels = np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32)
+    dark = voxels[voxels <= np.median(voxels)]  # most voxels are vitreous or below the choroid
     noise_sd = float(max(np.percentile(dark, 84) - np.percentile(dark, 16), 1e-6) / 2.0)
-    return Levels(background=background, noise_sd=noise_sd, tissue=float(p995))
+    averaged = coarse_data[::SAMPLE_STRIDE]
+    median = np.median(averaged)
+    background = float(np.median(averaged[averaged <= median]))
+    return Levels(background=background, noise_sd=noise_sd, tissue=float(np.percentile(averaged, 99.5)))
 
 
 def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:

@@ -1,9 +1,10 @@
 """Optic disc (Bruch's-membrane opening) and fovea, from the segmented surfaces.
 
-Disc: inside Bruch's-membrane opening there is no RPE, so the deepest bright sample of each A-scan
-lies well below the smooth RPE surface that bridges the disc (prelaminar tissue and lamina
-cribrosa are not shadowed by pigment). That region, cleaned of vessel shadows and specks, is the
-disc; its area moments give an ellipse (centre, semi-axes) for Bruch's-membrane opening.
+Disc: the layered retina ends at Bruch's-membrane opening. Outside it, even over peripapillary
+atrophy and under vessel shadows, the step from the bright outer plexiform layer to the dark outer
+nuclear layer is one of the strongest edges of the retina (a log-scale contrast, so shadows do not
+change it); inside the disc there is only unlayered neural tissue. The region where that edge
+vanishes, cleaned of specks, is the disc; its area moments give an ellipse (centre, semi-axes).
 
 Fovea: the pit where the inner retina (ILM to IPL/INL) vanishes, searched where a fovea can be for
 the scan protocol; its centre is the centroid of the thinnest zone.
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-DISC_DEPTH_EXCESS_UM = 40.0  # deepest bright sample this far below the RPE surface: no RPE there
+DISC_LAYERING = 0.35  # OPL/ONL edge below this fraction of its median: no retinal layers
+DISC_SMOOTHING_MM = 0.06
 DISC_AREA_MM2 = (0.8, 6.0)  # plausible area of Bruch's-membrane opening
 DISC_CLOSING_MM = 0.25  # bridges vessel shadows across the disc
 FOVEA_DISC_DISTANCE_MM = (3.0, 6.0)  # fovea lies this far temporal of the disc centre
 FOVEA_MAX_VERTICAL_MM = 1.5  # and within this height of it
 MACULA_SEARCH_RADIUS_MM = 2.0  # on a macula cube, within this distance of the scan centre
+FOVEA_MEDIAN_MM = 0.35  # removes streaks where a boundary was lost along part of a B-scan
 FOVEA_SMOOTHING_MM = 0.1
 FOVEA_ZONE_UM = 8.0  # thinnest zone: within this of the minimum inner-retina thickness
 FOVEA_MIN_PIT_UM = 30.0  # the rim of the pit (1.5 mm away) is at least this much thicker
@@ -54,13 +57,15 @@ def en_face_grid_mm(shape, spacing_mm):
     return np.meshgrid(y, x, indexing="ij")
 
 
-def find_disc(depth_excess_um: np.ndarray, spacing_mm) -> Disc | None:
-    """Disc from the excess depth (um) of the deepest bright sample below the RPE surface.
+def find_disc(layering: np.ndarray, spacing_mm) -> Disc | None:
+    """Disc from the contrast of the OPL/ONL edge, (n_bscans, n_ascans), any positive unit.
 
-    depth_excess_um : (n_bscans, n_ascans). Returns None if no plausible disc is in the scan.
+    Returns None if no plausible disc is in the scan.
     """
     pixel_area = spacing_mm[0] * spacing_mm[2]
-    candidate = depth_excess_um > DISC_DEPTH_EXCESS_UM
+    sigma = (DISC_SMOOTHING_MM / spacing_mm[0], DISC_SMOOTHING_MM / spacing_mm[2])
+    smooth = ndimage.gaussian_filter(layering, sigma, mode="nearest")
+    candidate = smooth < DISC_LAYERING * np.median(smooth)
     structure = _ellipse_structure(DISC_CLOSING_MM, spacing_mm)
     candidate = ndimage.binary_closing(candidate, structure, border_value=0)
     candidate = ndimage.binary_opening(candidate, structure)
@@ -90,9 +95,10 @@ def find_fovea(inner_thickness_um: np.ndarray, spacing_mm, protocol: str, latera
     if allowed is None or not allowed.any():
         return None
     sigma = (FOVEA_SMOOTHING_MM / spacing_mm[0], FOVEA_SMOOTHING_MM / spacing_mm[2])
+    size = (max(1, round(FOVEA_MEDIAN_MM / spacing_mm[0])) | 1, max(1, round(FOVEA_MEDIAN_MM / spacing_mm[2])) | 1)
     finite = np.isfinite(inner_thickness_um)
     filled = np.where(finite, inner_thickness_um, np.nanmedian(inner_thickness_um))
-    smooth = ndimage.gaussian_filter(filled, sigma, mode="nearest")
+    smooth = ndimage.gaussian_filter(ndimage.median_filter(filled, size, mode="nearest"), sigma, mode="nearest")
     candidates = np.where(allowed & finite, smooth, np.inf)
     zone = candidates < candidates.min() + FOVEA_ZONE_UM
     labels, _ = ndimage.label(zone)
