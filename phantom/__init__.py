@@ -1,11 +1,19 @@
 """Synthetic OCT volumes of the five classes (normal, FI, GE, MY, SS) with exact ground truth.
 
-    import phantom
-    eye = phantom.make_eye("FI", seed=3, laterality="OS")   # .volume (sdk.OCTVolume), .truth, .params
+import phantom
+eye = phantom.make_eye("FI", seed=3, laterality="OS")   # .volume (sdk.OCTVolume), .truth, .params
 """
 
 from phantom.eye import DEFAULT_SHAPE, PROTOCOL_EXTENT_MM, Eye, Truth, make_eye
 from phantom.params import GLAUCOMA_KINDS, KINDS, EyeParams
 
-__all__ = ["make_eye", "Eye", "Truth", "EyeParams", "KINDS", "GLAUCOMA_KINDS", "DEFAULT_SHAPE",
-           "PROTOCOL_EXTENT_MM"]
+__all__ = [
+    "make_eye",
+    "Eye",
+    "Truth",
+    "EyeParams",
+    "KINDS",
+    "GLAUCOMA_KINDS",
+    "DEFAULT_SHAPE",
+    "PROTOCOL_EXTENT_MM",
+]

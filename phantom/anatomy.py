@@ -148,9 +148,21 @@ def layers(p: EyeParams, x_mm, y_mm, grid_spacing_mm: tuple[float, float]) -> La
     rnfl = np.maximum(rnfl, np.where(vessel > 0, 1000.0 * diameter * vessel + VESSEL_COVER_UM, 0.0))
     elevation = _cup_elevation_mm(p, rho, angle, rnfl)
     return Layers(
-        rnfl=rnfl, gcl=gcl, ipl=ipl, inl=inl, opl=opl, onl=onl, inner_segment=inner_segment,
-        ellipsoid=ellipsoid, outer_segment=outer_segment, rpe=rpe, rho=rho,
-        cup_elevation_mm=elevation, atrophy=atrophy, vessel=vessel, vessel_diameter_mm=diameter,
+        rnfl=rnfl,
+        gcl=gcl,
+        ipl=ipl,
+        inl=inl,
+        opl=opl,
+        onl=onl,
+        inner_segment=inner_segment,
+        ellipsoid=ellipsoid,
+        outer_segment=outer_segment,
+        rpe=rpe,
+        rho=rho,
+        cup_elevation_mm=elevation,
+        atrophy=atrophy,
+        vessel=vessel,
+        vessel_diameter_mm=diameter,
     )
 
 
@@ -158,8 +170,9 @@ def _cup_elevation_mm(p: EyeParams, rho, angle, rnfl_um):
     """Height (mm) of the ILM above the BMO plane inside the disc: rim tissue falling into the cup."""
     cup_radius = np.full_like(rho, p.cup_ratio)
     if p.cup_notch is not None:
-        cup_radius = cup_radius + p.cup_notch.depth * _bump(angle, p.cup_notch.angle_deg,
-                                                            p.cup_notch.width_deg)
+        cup_radius = cup_radius + p.cup_notch.depth * _bump(
+            angle, p.cup_notch.angle_deg, p.cup_notch.width_deg
+        )
     cup_radius = np.minimum(cup_radius, 0.97)
 
     def logistic(t):

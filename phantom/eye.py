@@ -49,9 +49,15 @@ class Eye:
     params: EyeParams
 
 
-def make_eye(kind: str, seed: int, laterality: str = "OD", protocol: str = "wide",
-             shape: tuple[int, int, int] | None = None, spacing_mm: tuple[float, float, float] | None = None,
-             **overrides) -> Eye:
+def make_eye(
+    kind: str,
+    seed: int,
+    laterality: str = "OD",
+    protocol: str = "wide",
+    shape: tuple[int, int, int] | None = None,
+    spacing_mm: tuple[float, float, float] | None = None,
+    **overrides,
+) -> Eye:
     """Make one phantom eye, deterministic for (kind, seed, laterality, protocol, shape, spacing).
 
     Parameters
@@ -73,15 +79,17 @@ def make_eye(kind: str, seed: int, laterality: str = "OD", protocol: str = "wide
         raise ValueError(f"protocol {protocol!r} is unknown: use one of {', '.join(PROTOCOL_EXTENT_MM)}")
     laterality = normalise_laterality(laterality)
     kind_index = KINDS.index(kind)
-    params = draw_params(kind, np.random.default_rng([seed, kind_index]),
-                         severity=overrides.pop("severity", None))
+    params = draw_params(
+        kind, np.random.default_rng([seed, kind_index]), severity=overrides.pop("severity", None)
+    )
     params = dataclasses.replace(params, **overrides)
     shape = tuple(shape) if shape is not None else DEFAULT_SHAPE
     if spacing_mm is None:
         extent_y, extent_x = PROTOCOL_EXTENT_MM[protocol]
         spacing_mm = (extent_y / shape[0], DEPTH_WINDOW_MM / shape[1], extent_x / shape[2])
-    noise_rng = np.random.default_rng([seed, kind_index, 1 if laterality == "OD" else 2,
-                                       list(PROTOCOL_EXTENT_MM).index(protocol)])
+    noise_rng = np.random.default_rng(
+        [seed, kind_index, 1 if laterality == "OD" else 2, list(PROTOCOL_EXTENT_MM).index(protocol)]
+    )
     return _build(params, laterality, protocol, shape, tuple(float(s) for s in spacing_mm), noise_rng)
 
 
@@ -92,8 +100,11 @@ def _build(p: EyeParams, laterality, protocol, shape, spacing_mm, rng) -> Eye:
     mirror = 1.0 if laterality == "OD" else -1.0
 
     # retinal position (fovea at origin, OD orientation) of the scan centre
-    centre_x, centre_y = {"wide": (p.disc_dx_mm / 2, p.disc_dy_mm / 2), "disc": (p.disc_dx_mm, p.disc_dy_mm),
-                          "macula": (0.0, 0.0)}[protocol]
+    centre_x, centre_y = {
+        "wide": (p.disc_dx_mm / 2, p.disc_dy_mm / 2),
+        "disc": (p.disc_dx_mm, p.disc_dy_mm),
+        "macula": (0.0, 0.0),
+    }[protocol]
     centre_y, centre_x = centre_y + p.scan_offset_mm[0], centre_x + p.scan_offset_mm[1]
 
     jitter_mm = rng.normal(0.0, p.lateral_jitter_mm, n_b) if p.lateral_jitter_mm > 0 else np.zeros(n_b)
@@ -107,8 +118,13 @@ def _build(p: EyeParams, laterality, protocol, shape, spacing_mm, rng) -> Eye:
     inside = lay.rho < 1.0
 
     dy_c, dx_c = scan_y - extent_y / 2, scan_x - extent_x / 2
-    bm_mm = (p.retina_depth_mm - p.curvature_per_mm * (dx_c**2 + dy_c**2) + p.tilt_mm_per_mm[0] * dy_c
-             + p.tilt_mm_per_mm[1] * dx_c + p.disc_tilt_mm * np.exp(-((r / 1.2) ** 2)) * np.cos(np.radians(angle)))
+    bm_mm = (
+        p.retina_depth_mm
+        - p.curvature_per_mm * (dx_c**2 + dy_c**2)
+        + p.tilt_mm_per_mm[0] * dy_c
+        + p.tilt_mm_per_mm[1] * dx_c
+        + p.disc_tilt_mm * np.exp(-((r / 1.2) ** 2)) * np.cos(np.radians(angle))
+    )
 
     boundaries = _stack_boundaries_mm(lay, bm_mm, p.choroid_um)
     lamina_top = bm_mm + p.lamina_depth_mm * (1.0 - 0.4 * np.minimum(lay.rho, 1.0) ** 2)
@@ -126,8 +142,18 @@ def _build(p: EyeParams, laterality, protocol, shape, spacing_mm, rng) -> Eye:
 
     signal_db = np.full(n_b, p.signal_db)
     signal_db[list(p.blink_bscans)] = -np.inf
-    data = render.render(boundaries_px, reflectivity, attenuation, vessel_top, vessel_bottom, lay.vessel, depth, s_z,
-                         signal_db, rng)
+    data = render.render(
+        boundaries_px,
+        reflectivity,
+        attenuation,
+        vessel_top,
+        vessel_bottom,
+        lay.vessel,
+        depth,
+        s_z,
+        signal_db,
+        rng,
+    )
 
     names = render.BOUNDARIES
     surfaces = {name: boundaries_px[names.index(name)].copy() for name in TRUTH_SURFACES}
@@ -137,7 +163,10 @@ def _build(p: EyeParams, laterality, protocol, shape, spacing_mm, rng) -> Eye:
     truth = Truth(
         label=p.kind,
         surfaces_px=surfaces,
-        disc_center_mm=(p.disc_dy_mm - centre_y + extent_y / 2, extent_x / 2 + mirror * (p.disc_dx_mm - centre_x)),
+        disc_center_mm=(
+            p.disc_dy_mm - centre_y + extent_y / 2,
+            extent_x / 2 + mirror * (p.disc_dx_mm - centre_x),
+        ),
         fovea_center_mm=(-centre_y + extent_y / 2, extent_x / 2 - mirror * centre_x),
         bmo_semi_axes_mm=(p.bmo_semi_y_mm, p.bmo_semi_x_mm),
         disc_mask=inside,
@@ -150,8 +179,18 @@ def _build(p: EyeParams, laterality, protocol, shape, spacing_mm, rng) -> Eye:
 
 def _stack_boundaries_mm(lay: anatomy.Layers, bm_mm, choroid_um) -> np.ndarray:
     """Depths (mm) of render.BOUNDARIES: layers stacked up from Bruch's membrane, choroid below."""
-    above_bm = (lay.rpe, lay.outer_segment, lay.ellipsoid, lay.inner_segment, lay.onl, lay.opl, lay.inl,
-                lay.ipl, lay.gcl, lay.rnfl)  # from BM upwards: RPE_TOP, OS_TOP, EZ_TOP, ELM, ...
+    above_bm = (
+        lay.rpe,
+        lay.outer_segment,
+        lay.ellipsoid,
+        lay.inner_segment,
+        lay.onl,
+        lay.opl,
+        lay.inl,
+        lay.ipl,
+        lay.gcl,
+        lay.rnfl,
+    )  # from BM upwards: RPE_TOP, OS_TOP, EZ_TOP, ELM, ...
     upward = [bm_mm]
     for thickness_um in above_bm:
         upward.append(upward[-1] - thickness_um / 1000.0)

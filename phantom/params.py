@@ -97,13 +97,18 @@ def _n(rng, mean, sd, lo=-np.inf, hi=np.inf):
     return float(np.clip(rng.normal(mean, sd), lo, hi))
 
 
-def draw_params(kind: str, rng: np.random.Generator, *, severity: float | None = None,
-                age_years: float | None = None) -> EyeParams:
+def draw_params(
+    kind: str, rng: np.random.Generator, *, severity: float | None = None, age_years: float | None = None
+) -> EyeParams:
     """Draw the parameters of one eye of class ``kind`` (normal, FI, GE, MY, SS)."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(KINDS)}")
     draw = _DRAWERS[kind]
-    sev = 0.0 if kind == "normal" else (severity if severity is not None else float(rng.beta(2.0, 2.2)) * 0.85 + 0.15)
+    sev = (
+        0.0
+        if kind == "normal"
+        else (severity if severity is not None else float(rng.beta(2.0, 2.2)) * 0.85 + 0.15)
+    )
     age = age_years if age_years is not None else _AGE[kind](rng)
     return draw(rng, sev, age)
 
@@ -169,8 +174,10 @@ def _draw_vessels(rng) -> tuple[Vessel, ...]:
     arcades = [Vessel(s * _n(rng, 55, 8), _u(rng, 0.1, 0.14)) for s in (1, -1) for _ in range(2)]
     nasal = [Vessel(s * _n(rng, 140, 15), _u(rng, 0.07, 0.1)) for s in (1, -1)]
     # branches avoid the papillomacular bundle, as real vessels do
-    branches = [Vessel(float(rng.choice([-1, 1])) * _u(rng, 25, 180), _u(rng, 0.04, 0.07))
-                for _ in range(int(rng.integers(3, 7)))]
+    branches = [
+        Vessel(float(rng.choice([-1, 1])) * _u(rng, 25, 180), _u(rng, 0.04, 0.07))
+        for _ in range(int(rng.integers(3, 7)))
+    ]
     return tuple(arcades + nasal + branches)
 
 
@@ -191,7 +198,10 @@ def _draw_fi(rng, s, age) -> EyeParams:
         notches.append(Notch(-np.sign(angle) * _n(rng, 72, 12), _u(rng, 8, 16), _u(rng, 0.2, 0.5) * s))
     atrophy = (Atrophy(angle, _u(rng, 15, 35), _u(rng, 0.1, 0.35)),) if rng.random() < 0.7 else ()
     return _base(
-        rng, "FI", s, age,
+        rng,
+        "FI",
+        s,
+        age,
         cup_ratio=_n(rng, 0.5, 0.08, 0.3, 0.7),
         cup_depth_mm=_n(rng, 0.3, 0.08, 0.12, 0.5),
         cup_notch=Notch(angle, _u(rng, 15, 30), _u(rng, 0.15, 0.35) * (0.5 + s)),
@@ -205,7 +215,10 @@ def _draw_ge(rng, s, age) -> EyeParams:
     asym = [Notch(a, _u(rng, 25, 45), _u(rng, 0.0, 0.15) * s) for a in (72, -72)]
     atrophy = (Atrophy(0.0, _u(rng, 30, 90), _u(rng, 0.05, 0.2)),) if rng.random() < 0.2 else ()
     return _base(
-        rng, "GE", s, age,
+        rng,
+        "GE",
+        s,
+        age,
         cup_ratio=_n(rng, 0.62 + 0.2 * s, 0.06, 0.5, 0.9),
         cup_depth_mm=_n(rng, 0.4 + 0.15 * s, 0.07, 0.25, 0.65),
         cup_slope=_n(rng, 0.08, 0.02, 0.04, 0.14),
@@ -221,10 +234,16 @@ def _draw_my(rng, s, age) -> EyeParams:
     ovality = _n(rng, 1.35, 0.12, 1.05, 1.7)  # vertical / horizontal: tilted, horizontally foreshortened
     shift = _u(rng, 8, 25)  # bundles shifted temporally
     atrophy = (Atrophy(_n(rng, 0, 10), _u(rng, 45, 85), _u(rng, 0.2, 0.8)),) if rng.random() < 0.9 else ()
-    polar = [Notch(a, _u(rng, 20, 35), _u(rng, 0.2, 0.6) * s) for a in (_n(rng, 65, 10), _n(rng, -65, 10))
-             if rng.random() < 0.75]
+    polar = [
+        Notch(a, _u(rng, 20, 35), _u(rng, 0.2, 0.6) * s)
+        for a in (_n(rng, 65, 10), _n(rng, -65, 10))
+        if rng.random() < 0.75
+    ]
     return _base(
-        rng, "MY", s, age,
+        rng,
+        "MY",
+        s,
+        age,
         disc_dx_mm=_n(rng, 4.75, 0.25, 4.1, 5.4),
         bmo_semi_x_mm=bmo / np.sqrt(ovality),
         bmo_semi_y_mm=bmo * np.sqrt(ovality),
@@ -244,7 +263,10 @@ def _draw_my(rng, s, age) -> EyeParams:
 def _draw_ss(rng, s, age) -> EyeParams:
     atrophy = (Atrophy(0.0, 180.0, _u(rng, 0.12, 0.45)),) if rng.random() < 0.85 else ()
     return _base(
-        rng, "SS", s, age,
+        rng,
+        "SS",
+        s,
+        age,
         cup_ratio=_n(rng, 0.6 + 0.12 * s, 0.08, 0.4, 0.85),
         cup_depth_mm=_n(rng, 0.14, 0.04, 0.05, 0.25),
         cup_slope=_n(rng, 0.24, 0.05, 0.14, 0.35),

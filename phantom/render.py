@@ -12,8 +12,20 @@ from scipy.ndimage import gaussian_filter
 
 # layer between consecutive boundaries: vitreous | RNFL | GCL | IPL | INL | OPL | ONL | inner segments |
 # ellipsoid zone | outer segments | RPE | choroid | sclera
-BOUNDARIES = ("ILM", "RNFL_GCL", "GCL_IPL", "IPL_INL", "INL_OPL", "OPL_ONL", "ELM", "EZ_TOP", "OS_TOP",
-              "RPE_TOP", "BM", "CSI")
+BOUNDARIES = (
+    "ILM",
+    "RNFL_GCL",
+    "GCL_IPL",
+    "IPL_INL",
+    "INL_OPL",
+    "OPL_ONL",
+    "ELM",
+    "EZ_TOP",
+    "OS_TOP",
+    "RPE_TOP",
+    "BM",
+    "CSI",
+)
 RETINA_REFLECTIVITY = (0.0002, 0.9, 0.28, 0.5, 0.17, 0.45, 0.09, 0.22, 0.85, 0.3, 1.0, 0.45, 0.12)
 # attenuation coefficient of each layer (1/mm, one way): the retina is nearly transparent, the
 # pigmented RPE and the blood-filled choroid are not
@@ -31,10 +43,19 @@ ROLL_OFF_DB_PER_MM = 3.0
 DISPLAY_DB = (-2.0, 42.0)  # dB window mapped to 0..255 (noise floor median is -1.6 dB)
 
 
-def render(boundaries_px: np.ndarray, reflectivity: np.ndarray, attenuation_per_mm: np.ndarray,
-           vessel_top_px: np.ndarray,
-           vessel_bottom_px: np.ndarray, vessel_opacity: np.ndarray, depth: int, axial_mm: float,
-           signal_db: np.ndarray, rng: np.random.Generator, chunk: int = 8) -> np.ndarray:
+def render(
+    boundaries_px: np.ndarray,
+    reflectivity: np.ndarray,
+    attenuation_per_mm: np.ndarray,
+    vessel_top_px: np.ndarray,
+    vessel_bottom_px: np.ndarray,
+    vessel_opacity: np.ndarray,
+    depth: int,
+    axial_mm: float,
+    signal_db: np.ndarray,
+    rng: np.random.Generator,
+    chunk: int = 8,
+) -> np.ndarray:
     """Render a volume.
 
     Parameters
@@ -58,12 +79,21 @@ def render(boundaries_px: np.ndarray, reflectivity: np.ndarray, attenuation_per_
     for start in range(0, n_b, chunk):
         sl = slice(start, min(start + chunk, n_b))
         bnd = boundaries_px[:, sl, None, :].astype(np.float32)
-        intensity, optical_px = _layered(bnd, reflectivity[:, sl, None, :].astype(np.float32),
-                                         attenuation_per_mm[:, sl, None, :].astype(np.float32), voxel_bottom)
+        intensity, optical_px = _layered(
+            bnd,
+            reflectivity[:, sl, None, :].astype(np.float32),
+            attenuation_per_mm[:, sl, None, :].astype(np.float32),
+            voxel_bottom,
+        )
         intensity *= np.exp(-2.0 * axial_mm * optical_px)
         _choroid_texture(intensity, voxel_bottom, bnd, choroid_phase[sl, None, :], axial_mm)
-        _add_vessels(intensity, voxel_bottom, vessel_top_px[sl, None, :], vessel_bottom_px[sl, None, :],
-                     vessel_opacity[sl, None, :].astype(np.float32))
+        _add_vessels(
+            intensity,
+            voxel_bottom,
+            vessel_top_px[sl, None, :],
+            vessel_bottom_px[sl, None, :],
+            vessel_opacity[sl, None, :].astype(np.float32),
+        )
         signal = (10.0 ** (signal_db[sl] / 10.0)).astype(np.float32)[:, None, None]
         speckle = _speckle(rng, intensity.shape)
         noise = rng.standard_exponential(intensity.shape, dtype=np.float32)
@@ -130,7 +160,9 @@ def _add_vessels(intensity, voxel_bottom, top_px, bottom_px, opacity):
     below_bottom = np.clip(z - bottom_px, 0.0, 1.0)
     inside = (np.clip(z - top_px, 0.0, 1.0) - below_bottom) * (opacity > 0)
     band = intensity[:, top:bottom]
-    band[:] = (band * (1.0 - inside) + VESSEL_REFLECTIVITY * inside) * (1.0 - VESSEL_SHADOW * opacity * below_bottom)
+    band[:] = (band * (1.0 - inside) + VESSEL_REFLECTIVITY * inside) * (
+        1.0 - VESSEL_SHADOW * opacity * below_bottom
+    )
     intensity[:, bottom:] *= 1.0 - VESSEL_SHADOW * opacity
 
 

@@ -1,12 +1,13 @@
 """Retinal layer segmentation, optic disc, fovea and scan quality (numpy/scipy only).
 
-    seg = sdk.retina.segment(volume)
-    seg.surfaces["ILM"]            # (n_bscans, n_ascans) axial px; also RNFL_GCL, IPL_INL, BM
-    seg.disc, seg.fovea, seg.quality
+seg = sdk.retina.segment(volume)
+seg.surfaces["ILM"]            # (n_bscans, n_ascans) axial px; also RNFL_GCL, IPL_INL, BM
+seg.disc, seg.fovea, seg.quality
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,25 +48,45 @@ def segment(volume: OCTVolume) -> Segmentation:
     spacing = volume.spacing_mm
     logged = intensity.log_scaled(volume)
     data = volume.data if logged is None else logged
-    coarse = intensity.coarse(data, spacing)
-    levels = intensity.levels(data, coarse.data)
-    layers = segment_layers(data, spacing, coarse, levels)
+    binned, factor = intensity.bin_ascans(data, spacing)  # levels and layers use the binned copy
+    working_spacing = (spacing[0], spacing[1], spacing[2] * factor)
+    coarse = intensity.coarse(binned, working_spacing)
+    levels = intensity.levels(binned, coarse.data)
+    layers = segment_layers(binned, working_spacing, coarse, levels)
+    n_a = data.shape[2]
+    layers = dataclasses.replace(
+        layers,
+        surfaces={k: intensity.unbin_ascans(v, factor, n_a) for k, v in layers.surfaces.items()},
+        contrast={k: intensity.unbin_ascans(v, factor, n_a) for k, v in layers.contrast.items()},
+        tissue_found=intensity.unbin_ascans(layers.tissue_found.astype(np.float32), factor, n_a) > 0.5,
+    )
 
     disc_expected = volume.protocol in ("wide", "disc")
     disc = find_disc(layers.contrast["OPL_ONL"], spacing) if disc_expected else None
-    surfaces = dict(layers.surfaces)
+    surfaces = {name: layers.surfaces[name] for name in SURFACES}
     if disc is not None:
         for name in SURFACES[1:]:
             surfaces[name] = np.where(disc.mask, np.nan, surfaces[name]).astype(np.float32)
     inner_um = (surfaces["IPL_INL"] - surfaces["ILM"]) * (spacing[1] * 1000.0)
     fovea_expected = volume.protocol in ("wide", "macula")
-    fovea = (find_fovea(inner_um, spacing, volume.protocol, volume.laterality, disc, volume.extent_mm)
-             if fovea_expected else None)
+    fovea = (
+        find_fovea(inner_um, spacing, volume.protocol, volume.laterality, disc, volume.extent_mm)
+        if fovea_expected
+        else None
+    )
 
     outside = ~disc.mask if disc is not None else np.ones(inner_um.shape, bool)
     snr = (levels.tissue - levels.background) / levels.noise_sd
-    quality = assess(snr, layers.tissue_found, layers.contrast, outside, disc_expected, disc is not None,
-                     fovea_expected, fovea is not None)
+    quality = assess(
+        snr,
+        layers.tissue_found,
+        layers.contrast,
+        outside,
+        disc_expected,
+        disc is not None,
+        fovea_expected,
+        fovea is not None,
+    )
     return Segmentation(surfaces=surfaces, disc=disc, fovea=fovea, quality=quality, spacing_mm=spacing)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from sdk.volume import OCTVolume
 
+WORKING_LATERAL_MM = 0.04  # segmentation works on A-scans binned to about 40 um
 COARSE_AXIAL_MM = 0.015  # coarse grid: about 15 um axially ...
 COARSE_LATERAL_MM = 0.09  # ... and 90 um along the B-scan
 LINEAR_TAIL_RATIO = 50.0  # p99.9 / p50 above this means linear intensities
@@ -71,5 +72,52 @@ def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:
     fx = max(1, int(round(COARSE_LATERAL_MM / spacing_mm[2])))
     n_b, depth, n_a = data.shape
     dz, dx = depth // fz, n_a // fx
-    blocks = data[:, : dz * fz, : dx * fx].reshape(n_b, dz, fz, dx, fx)
-    return Coarse(blocks.mean(axis=(2, 4), dtype=np.float32), fz, fx)
+    along_x = _block_mean(data[:, : dz * fz, : dx * fx], fx, axis=2)
+    return Coarse(_block_mean(along_x, fz, axis=1), fz, fx)
+
+
+def _block_mean(data: np.ndarray, factor: int, axis: int) -> np.ndarray:
+    """float32 mean of consecutive groups of ``factor`` samples along ``axis`` (length divisible)."""
+
+    def part(i):
+        index = [slice(None)] * data.ndim
+        index[axis] = slice(i, None, factor)
+        return data[tuple(index)]
+
+    total = part(0).astype(np.float32)
+    for i in range(1, factor):
+        total += part(i)
+    total *= 1.0 / factor
+    return total
+
+
+def bin_ascans(data: np.ndarray, spacing_mm) -> tuple[np.ndarray, int]:
+    """Average groups of neighbouring A-scans to about 40 um spacing: (binned float32 volume, factor).
+
+    The factor is 1 (no copy) when A-scans are already that far apart. Trailing A-scans that do
+    not fill a group are averaged on their own.
+    """
+    factor = max(1, int(round(WORKING_LATERAL_MM / spacing_mm[2])))
+    if factor == 1:
+        return data, 1
+    n_b, depth, n_a = data.shape
+    full = n_a // factor * factor
+    binned = _block_mean(data[:, :, :full], factor, axis=2)
+    if full < n_a:
+        rest = data[:, :, full:].mean(axis=2, keepdims=True, dtype=np.float32)
+        binned = np.concatenate([binned, rest], axis=2)
+    return binned, factor
+
+
+def unbin_ascans(values: np.ndarray, factor: int, n_ascans: int) -> np.ndarray:
+    """Back from binned A-scans to every A-scan, linear between group centres: (..., n_ascans)."""
+    if factor == 1:
+        return values
+    n_groups = values.shape[-1]
+    centres = np.minimum(np.arange(n_groups) * factor + (factor - 1) / 2.0, n_ascans - 1)
+    x = np.arange(n_ascans)
+    position = np.interp(x, centres, np.arange(n_groups))
+    left = np.floor(position).astype(np.intp)
+    right = np.minimum(left + 1, n_groups - 1)
+    weight = (position - left).astype(np.float32)
+    return values[..., left] * (1 - weight) + values[..., right] * weight

@@ -87,18 +87,24 @@ def find_disc(layering: np.ndarray, spacing_mm) -> Disc | None:
     return Disc(center_mm=(cy, cx), semi_axes_mm=(sy, sx), mask=mask)
 
 
-def find_fovea(inner_thickness_um: np.ndarray, spacing_mm, protocol: str, laterality: str,
-               disc: Disc | None, extent_mm) -> Fovea | None:
+def find_fovea(
+    inner_thickness_um: np.ndarray, spacing_mm, protocol: str, laterality: str, disc: Disc | None, extent_mm
+) -> Fovea | None:
     """Fovea from the inner-retina thickness map (n_bscans, n_ascans, um); None if not found."""
     y, x = en_face_grid_mm(inner_thickness_um.shape, spacing_mm)
     allowed = _fovea_search_region(y, x, protocol, laterality, disc, extent_mm)
     if allowed is None or not allowed.any():
         return None
     sigma = (FOVEA_SMOOTHING_MM / spacing_mm[0], FOVEA_SMOOTHING_MM / spacing_mm[2])
-    size = (max(1, round(FOVEA_MEDIAN_MM / spacing_mm[0])) | 1, max(1, round(FOVEA_MEDIAN_MM / spacing_mm[2])) | 1)
+    size = (
+        max(1, round(FOVEA_MEDIAN_MM / spacing_mm[0])) | 1,
+        max(1, round(FOVEA_MEDIAN_MM / spacing_mm[2])) | 1,
+    )
     finite = np.isfinite(inner_thickness_um)
     filled = np.where(finite, inner_thickness_um, np.nanmedian(inner_thickness_um))
-    smooth = ndimage.gaussian_filter(ndimage.median_filter(filled, size, mode="nearest"), sigma, mode="nearest")
+    smooth = ndimage.gaussian_filter(
+        ndimage.median_filter(filled, size, mode="nearest"), sigma, mode="nearest"
+    )
     candidates = np.where(allowed & finite, smooth, np.inf)
     zone = candidates < candidates.min() + FOVEA_ZONE_UM
     labels, _ = ndimage.label(zone)

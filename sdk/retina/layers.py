@@ -38,7 +38,8 @@ INL_OPL_UM = (6.0, 75.0)  # IPL/INL lies this far above OPL/ONL (INL + OPL thick
 SMOOTHING_UM = (40.0, 40.0, 4.0)  # Gaussian sd across B-scans, along B-scans, axially
 EDGE_HALF_WIDTH_UM = 8.0  # an edge is the mean of this much below minus this much above
 STEP_PENALTY = 0.01  # per px of change between A-scans, in units of (tissue - background)
-MAX_SLOPE = 0.5  # steepest inner-layer slope relative to the ILM (foveal pit walls), um axial per um lateral
+MAX_SLOPE = 0.3  # steepest inner-layer slope relative to the ILM (foveal pit walls), um axial per um lateral
+WINDOW_PAD = 32  # rows: the longest window (edge half-width, ONL probe) an edge score may use
 OUTSIDE_COST = 100.0  # cost of a row outside a boundary's allowed region (a soft limit keeps paths feasible)
 
 
@@ -66,8 +67,12 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     bm_ref = _to_fine(_robust_reference(bm_c, coarse, spacing_mm), coarse, n_a)
     tissue_found = _to_fine(np.isfinite(ilm_c).astype(float), coarse, n_a) > 0.5
 
-    sigma = (SMOOTHING_UM[0] / 1000.0 / spacing_mm[0], SMOOTHING_UM[1] / 1000.0 / spacing_mm[2],
-             SMOOTHING_UM[2] / axial_um)
+    # band arrays are (n_ascans, n_bscans, rows): A-scans first, for the path search
+    sigma = (
+        SMOOTHING_UM[1] / 1000.0 / spacing_mm[2],
+        SMOOTHING_UM[0] / 1000.0 / spacing_mm[0],
+        SMOOTHING_UM[2] / axial_um,
+    )
 
     def px(um):
         return int(round(um / axial_um))
@@ -76,81 +81,117 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     steep = max(1, int(np.ceil(MAX_SLOPE * spacing_mm[2] / spacing_mm[1])))
 
     # Bruch's membrane: strongest bright-to-dark edge near the reference
-    bm_band = _Band(data, bm_ref, px(-BM_FINE_SEARCH_UM) - k, px(BM_FINE_SEARCH_UM) + k + 1, sigma, k)
-    bm, bm_contrast = bm_band.trace(bm_band.edge / scale, False, 1, STEP_PENALTY)
+    bm_band = _Band(data, bm_ref, px(-BM_FINE_SEARCH_UM) - k, px(BM_FINE_SEARCH_UM) + k + 1, sigma, k, scale)
+    bm, bm_contrast = bm_band.trace(bm_band.fall, k, bm_band.rows - k, 1)
 
     # inner retina, flattened to the coarse ILM
-    band = _Band(data, ilm_ref, px(INNER_BAND_UM[0]), px(INNER_BAND_UM[1]), sigma, k)
-    rise, fall = band.edge / scale, -band.edge / scale
+    band = _Band(data, ilm_ref, px(INNER_BAND_UM[0]), px(INNER_BAND_UM[1]), sigma, k, scale)
     origin = -px(INNER_BAND_UM[0])
-    ilm_window = np.zeros(band.edge.shape, bool)
-    ilm_window[..., max(origin - px(ILM_SEARCH_UM), 1): origin + px(ILM_SEARCH_UM) + 1] = True
-    ilm, ilm_contrast = band.trace(np.where(ilm_window, -rise, OUTSIDE_COST), True, steep, STEP_PENALTY)
+    ilm, ilm_contrast = band.trace(
+        band.rise, max(origin - px(ILM_SEARCH_UM), 1), origin + px(ILM_SEARCH_UM), steep
+    )
 
     bm_in_band = band.offset_of(bm_band.depth_of(bm))
-    # the ONL is the darkest thick layer: prefer a falling edge with dark tissue below it
-    onl = -fall + (band.mean_below(px(ONL_PROBE_UM)) - levels.background) / scale
-    opl_onl, opl_contrast = band.trace(_limit(onl, ilm + 2, bm_in_band - px(PHOTORECEPTORS_MIN_UM)), False,
-                                       steep, STEP_PENALTY)
-    ipl_inl, ipl_contrast = band.trace(
-        _limit(-fall, np.maximum(ilm, opl_onl - px(INL_OPL_UM[1])), opl_onl - px(INL_OPL_UM[0])), False, steep,
-        STEP_PENALTY)
-    rnfl_gcl, rnfl_contrast = band.trace(_limit(-fall, ilm, ipl_inl - 1), False, steep, STEP_PENALTY)
+    dark_below = px(ONL_PROBE_UM)
 
-    noise = levels.noise_sd / scale
-    surfaces = {"ILM": band.depth_of(ilm), "RNFL_GCL": band.depth_of(rnfl_gcl),
-                "IPL_INL": band.depth_of(ipl_inl), "BM": bm_band.depth_of(bm), "OPL_ONL": band.depth_of(opl_onl)}
-    contrast = {"ILM": ilm_contrast / noise, "RNFL_GCL": rnfl_contrast / noise,
-                "IPL_INL": ipl_contrast / noise, "BM": bm_contrast / noise, "OPL_ONL": opl_contrast / noise}
+    def onl(r0, r1):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
+        return band.fall(r0, r1) - (band.mean_below(dark_below, r0, r1) - levels.background)
+
+    opl_onl, opl_contrast = band.trace(
+        onl, ilm + 2, bm_in_band - px(PHOTORECEPTORS_MIN_UM), steep, contrast_of=band.fall
+    )
+    ipl_inl, ipl_contrast = band.trace(
+        band.fall, np.maximum(ilm, opl_onl - px(INL_OPL_UM[1])), opl_onl - px(INL_OPL_UM[0]), steep
+    )
+    rnfl_gcl, rnfl_contrast = band.trace(band.fall, ilm, ipl_inl - 1, steep)
+
+    found = {
+        "ILM": (band, ilm, ilm_contrast),
+        "RNFL_GCL": (band, rnfl_gcl, rnfl_contrast),
+        "IPL_INL": (band, ipl_inl, ipl_contrast),
+        "BM": (bm_band, bm, bm_contrast),
+        "OPL_ONL": (band, opl_onl, opl_contrast),
+    }
+    surfaces = {name: b.depth_of(rows).T for name, (b, rows, _) in found.items()}
+    contrast = {name: c.T / levels.noise_sd for name, (_, _, c) in found.items()}
     return LayerResult(surfaces, contrast, bm_ref, tissue_found)
 
 
 class _Band:
     """Voxels gathered in a band of rows around a reference surface, smoothed, and their axial edges.
 
-    ``edge[b, a, j]`` = mean(smoothed[j : j+k]) - mean(smoothed[j-k : j]): positive for a
-    dark-to-bright boundary at band row j, which lies at depth ``start[b, a] + j`` px.
+    Arrays are (n_ascans, n_bscans, rows). Row j of A-scan (a, b) lies at depth ``start[a, b] + j``
+    px; the edge at row j is mean(smoothed[j : j+k]) - mean(smoothed[j-k : j]), positive for a
+    dark-to-bright boundary between rows j-1 and j.
     """
 
-    def __init__(self, data, reference_px, first, stop, sigma, k):
+    def __init__(self, data, reference_px, first, stop, sigma, k, scale):
         n_b, depth, n_a = data.shape
-        self.start = np.round(reference_px).astype(np.intp) + first
-        rows = np.clip(self.start[:, :, None] + np.arange(stop - first)[None, None, :], 0, depth - 1)
-        gathered = data[np.arange(n_b)[:, None, None], rows, np.arange(n_a)[None, :, None]]
-        smooth = gaussian_filter(gathered.astype(np.float32), sigma)
-        cumulative = np.concatenate([np.zeros_like(smooth[..., :1]), np.cumsum(smooth, axis=2)], axis=2)
-        self.cumulative = cumulative
-        self.edge = np.zeros_like(smooth)
-        n = smooth.shape[2]
-        # rows j in [k, n - k]: window sums from the cumulative sum
-        self.edge[..., k : n - k + 1] = (
-            cumulative[..., 2 * k :] - 2 * cumulative[..., k : n - k + 1] + cumulative[..., : n - 2 * k + 1]
-        ) / k
+        self.rows = stop - first
+        self.k = k
+        self.scale = scale  # grey-level unit of path costs: tissue level - background
+        self.start = np.round(reference_px.T).astype(np.intp) + first
+        rows = np.clip(self.start[:, :, None] + np.arange(self.rows)[None, None, :], 0, depth - 1)
+        flat = rows * n_a + (np.arange(n_b) * (depth * n_a))[None, :, None] + np.arange(n_a)[:, None, None]
+        smooth = gaussian_filter(np.take(data.reshape(-1), flat).astype(np.float32), sigma)
+        # cumulative sums along rows, clamped beyond both ends so window sums are plain slices
+        self.cumulative = np.empty((n_a, n_b, self.rows + 2 * WINDOW_PAD + 1), np.float32)
+        self.cumulative[..., : WINDOW_PAD + 1] = 0.0
+        last = WINDOW_PAD + 1 + self.rows
+        np.cumsum(smooth, axis=2, out=self.cumulative[..., WINDOW_PAD + 1 : last])
+        self.cumulative[..., last:] = self.cumulative[..., last - 1 : last]
+        self._edge = None
 
-    def mean_below(self, length):
-        """(n_bscans, n_ascans, n_rows) mean of the smoothed band over rows j .. j+length-1."""
-        n = self.edge.shape[2]
-        stop = np.minimum(np.arange(n) + length, n)
-        return (self.cumulative[..., stop] - self.cumulative[..., :n]) / (stop - np.arange(n))
+    def _window_sum(self, r0, r1, offset, length):
+        """Sum of smoothed rows j+offset .. j+offset+length-1 for j in [r0, r1), clipped to the band,
+        and the number of rows summed."""
+        j = np.arange(r0, r1)
+        count = np.maximum(np.clip(j + offset + length, 0, self.rows) - np.clip(j + offset, 0, self.rows), 1)
+        assert -WINDOW_PAD <= offset and offset + length <= WINDOW_PAD, "window longer than the padding"
+        first = WINDOW_PAD + r0 + offset
+        n = r1 - r0
+        return self.cumulative[..., first + length : first + length + n] - self.cumulative[
+            ..., first : first + n
+        ], count
 
-    def trace(self, cost, rising, max_step, step_penalty):
-        """Best path (float band rows, sub-pixel) through ``cost`` and the edge step along it
-        (zero where the edge there does not rise, or fall if ``rising`` is False)."""
-        rows = best_path(cost, max_step, step_penalty)
-        step = np.take_along_axis(self.edge, rows[..., None], axis=2)[..., 0]
-        return refine_subpixel(-cost, rows), np.maximum(step if rising else -step, 0.0)
+    def rise(self, r0, r1):
+        """Edge (dark-to-bright positive) at rows [r0, r1), computed once for the whole band."""
+        if self._edge is None:
+            below, n_below = self._window_sum(0, self.rows, 0, self.k)
+            above, n_above = self._window_sum(0, self.rows, -self.k, self.k)
+            self._edge = below / n_below - above / n_above
+        return self._edge[..., r0:r1]
+
+    def fall(self, r0, r1):
+        return -self.rise(r0, r1)
+
+    def mean_below(self, length, r0, r1):
+        total, n = self._window_sum(r0, r1, 0, length)
+        return total / n
+
+    def trace(self, score, low, high, max_step, contrast_of=None):
+        """Best path (float rows, sub-pixel) where ``score(r0, r1)`` is high, between rows ``low``
+        and ``high`` (numbers or (n_ascans, n_bscans) arrays; a soft limit), and the edge step of
+        ``contrast_of`` (default ``score``) along it, zero where negative."""
+        low = np.broadcast_to(np.ceil(low), self.start.shape)
+        high = np.broadcast_to(np.floor(high), self.start.shape)
+        r0 = int(np.clip(low.min(), 0, self.rows - 1))
+        r1 = int(np.clip(high.max() + 1, r0 + 1, self.rows))
+        values = score(r0, r1) / self.scale
+        j = np.arange(r0, r1)
+        inside = (j >= low[..., None]) & (j <= high[..., None])
+        cost = np.where(inside, -values, OUTSIDE_COST)
+        rows = best_path(cost, max_step, STEP_PENALTY)
+        edge = values if contrast_of is None else contrast_of(r0, r1) / self.scale
+        step = np.take_along_axis(edge, rows[..., None], axis=2)[..., 0] * self.scale
+        return refine_subpixel(-cost, rows) + r0, np.maximum(step, 0.0)
 
     def depth_of(self, rows):
         return (self.start + rows).astype(np.float32)
 
     def offset_of(self, depth_px):
+        """Band rows of depths (n_ascans, n_bscans) in px."""
         return depth_px - self.start
-
-
-def _limit(cost, low, high):
-    """``cost`` where low <= band row <= high (per A-scan bounds), OUTSIDE_COST elsewhere."""
-    j = np.arange(cost.shape[2])[None, None, :]
-    return np.where((j >= np.ceil(low)[..., None]) & (j <= np.floor(high)[..., None]), cost, OUTSIDE_COST)
 
 
 def _coarse_surfaces(coarse: Coarse, levels: Levels, axial_um: float):

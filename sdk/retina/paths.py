@@ -11,6 +11,7 @@ are functions of x; all B-scans are solved at once.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 def best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) -> np.ndarray:
@@ -18,46 +19,43 @@ def best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) ->
 
     Parameters
     ----------
-    cost : float array (n_bscans, n_ascans, n_offsets); ``inf`` marks forbidden offsets.
+    cost : float array (n_ascans, n_bscans, n_offsets), A-scans first so that each step of the
+        recursion reads one contiguous slab.
     max_step : largest offset change between neighbouring A-scans, in px.
     step_penalty : cost of each px of offset change.
 
     Returns
     -------
-    int array (n_bscans, n_ascans): the offset index chosen at every A-scan.
+    int array (n_ascans, n_bscans): the offset index chosen at every A-scan.
     """
-    n_b, n_a, n_o = cost.shape
-    per_column = np.ascontiguousarray(cost.transpose(1, 0, 2), dtype=np.float64)
+    n_a, n_b, n_o = cost.shape
+    cost = np.asarray(cost, dtype=np.float32)
     m = max_step
-    padded = np.full((n_b, n_o + 2 * m), np.inf)  # acc with inf margins, so shifts are views
-    acc = per_column[0].copy()
+    padded = np.full((n_b, n_o + 2 * m), np.inf, dtype=np.float32)  # inf margins: shifts are views
+    # window[b, o, i] = padded[b, o + i] = acc[b, o + i - m]: arriving at o from o - d, d = m - i
+    window = sliding_window_view(padded, 2 * m + 1, axis=1)
+    penalty = (step_penalty * np.abs(m - np.arange(2 * m + 1))).astype(np.float32)
+    acc = cost[0].copy()
     back = np.zeros((n_a, n_b, n_o), dtype=np.int8)
     for a in range(1, n_a):
         padded[:, m : m + n_o] = acc
-        best = acc.copy()  # step 0
-        arg = back[a]
-        for d in range(-m, m + 1):
-            if d == 0:
-                continue
-            candidate = padded[:, m - d : m - d + n_o] + step_penalty * abs(d)  # from offset o - d
-            better = candidate < best
-            np.copyto(best, candidate, where=better)
-            np.copyto(arg, d, where=better)
-        acc = best + per_column[a]
-    back = back.transpose(1, 0, 2)
-    path = np.empty((n_b, n_a), dtype=np.intp)
-    path[:, -1] = np.argmin(acc, axis=1)
-    rows = np.arange(n_b)
+        total = window + penalty
+        choice = np.argmin(total, axis=2)
+        back[a] = m - choice
+        acc = np.take_along_axis(total, choice[..., None], axis=2)[..., 0] + cost[a]
+    path = np.empty((n_a, n_b), dtype=np.intp)
+    path[-1] = np.argmin(acc, axis=1)
+    columns = np.arange(n_b)
     for a in range(n_a - 1, 0, -1):
-        path[:, a - 1] = path[:, a] - back[rows, a, path[:, a]]
+        path[a - 1] = path[a] - back[a, columns, path[a]]
     return path
 
 
 def refine_subpixel(strength: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Sub-sample position of an edge: parabola through the strength at index-1, index, index+1.
 
-    strength : (n_bscans, n_ascans, n_offsets) edge strength; index : (n_bscans, n_ascans) ints.
-    Returns float (n_bscans, n_ascans) positions, index + delta with |delta| <= 0.5.
+    strength : (..., n_offsets) edge strength; index : (...) ints.
+    Returns float positions of index's shape, index + delta with |delta| <= 0.5.
     """
     n_o = strength.shape[2]
     i = np.clip(index, 1, n_o - 2)[..., None]

@@ -31,18 +31,37 @@ class Quality:
         return not self.reasons
 
     def with_reasons(self, *more: str) -> Quality:
-        return Quality(self.signal_to_noise, self.lost_bscans, self.boundary_confidence, self.disc_found,
-                       self.fovea_found, self.reasons + tuple(more))
+        return Quality(
+            self.signal_to_noise,
+            self.lost_bscans,
+            self.boundary_confidence,
+            self.disc_found,
+            self.fovea_found,
+            self.reasons + tuple(more),
+        )
 
     def to_dict(self) -> dict:
-        return {"gradable": self.gradable, "reasons": list(self.reasons),
-                "signal_to_noise": round(self.signal_to_noise, 2), "lost_bscans": self.lost_bscans,
-                "boundary_confidence": round(self.boundary_confidence, 3), "disc_found": self.disc_found,
-                "fovea_found": self.fovea_found}
+        return {
+            "gradable": self.gradable,
+            "reasons": list(self.reasons),
+            "signal_to_noise": round(self.signal_to_noise, 2),
+            "lost_bscans": self.lost_bscans,
+            "boundary_confidence": round(self.boundary_confidence, 3),
+            "disc_found": self.disc_found,
+            "fovea_found": self.fovea_found,
+        }
 
 
-def assess(signal_to_noise: float, tissue_found: np.ndarray, contrast: dict, outside_disc: np.ndarray,
-           disc_expected: bool, disc_found: bool, fovea_expected: bool, fovea_found: bool) -> Quality:
+def assess(
+    signal_to_noise: float,
+    tissue_found: np.ndarray,
+    contrast: dict,
+    outside_disc: np.ndarray,
+    disc_expected: bool,
+    disc_found: bool,
+    fovea_expected: bool,
+    fovea_found: bool,
+) -> Quality:
     """Quality verdict.
 
     tissue_found : (n_bscans, n_ascans) bool; contrast : edge contrast per boundary, each
