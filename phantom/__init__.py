@@ -4,6 +4,7 @@ import phantom
 eye = phantom.make_eye("FI", seed=3, laterality="OS")   # .volume (sdk.OCTVolume), .truth, .params
 """
 
+from phantom.cohort import TYPE_MIX, EyeSpec, cohort
 from phantom.eye import DEFAULT_SHAPE, PROTOCOL_EXTENT_MM, Eye, Truth, make_eye
 from phantom.params import GLAUCOMA_KINDS, KINDS, EyeParams
 
