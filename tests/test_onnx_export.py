@@ -21,7 +21,7 @@ from scipy import ndimage
 from converters.fp16 import convert_to_fp16
 from converters.onnx_export import check_against_torch, export_onnx, onnx_probabilities
 from sdk.errors import FileError
-from training.vgg import VGG16
+from sdk.nets.vgg16 import VGG16
 
 HW = 64
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]

@@ -1,12 +1,12 @@
-"""training.vgg: torchvision-compatible VGG16 trunk, small head, ImageNet start, transfer, freezing, MACs."""
+"""sdk.nets.vgg16: torchvision-compatible VGG16 trunk, small head, ImageNet start, transfer, freezing, MACs."""
 
 import pytest
 import torch
 from torch import nn
 
-from training.vgg import VGG16, count_macs, freeze_blocks, load_imagenet_features, transfer_from
+from sdk.nets.vgg16 import VGG16, count_macs, freeze_blocks, load_imagenet_features, transfer_from
 
-# torchvision's VGG16 ("D"), written out here independently of training.vgg: conv module index in
+# torchvision's VGG16 ("D"), written out here independently of sdk.nets.vgg16: conv module index in
 # `features` -> (out_channels, in_channels), grouped by block (each block ends in a max-pool).
 TORCHVISION_BLOCKS = (
     {0: (64, 3), 2: (64, 64)},
