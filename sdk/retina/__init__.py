@@ -67,15 +67,16 @@ def segment(volume: OCTVolume) -> Segmentation:
     if disc is not None:
         for name in SURFACES[1:]:
             surfaces[name] = np.where(disc.mask, np.nan, surfaces[name]).astype(np.float32)
-    inner_um = (surfaces["IPL_INL"] - surfaces["ILM"]) * (spacing[1] * 1000.0)
+    axial_um = spacing[1] * 1000.0
+    pits = ((surfaces["BM"] - surfaces["ILM"]) * axial_um, (surfaces["IPL_INL"] - surfaces["ILM"]) * axial_um)
     fovea_expected = volume.protocol in ("wide", "macula")
     fovea = (
-        find_fovea(inner_um, spacing, volume.protocol, volume.laterality, disc, volume.extent_mm)
+        find_fovea(pits, spacing, volume.protocol, volume.laterality, disc, volume.extent_mm)
         if fovea_expected
         else None
     )
 
-    outside = ~disc.mask if disc is not None else np.ones(inner_um.shape, bool)
+    outside = ~disc.mask if disc is not None else np.ones(pits[0].shape, bool)
     snr = (levels.tissue - levels.background) / levels.noise_sd
     quality = assess(
         snr,

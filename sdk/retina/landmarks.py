@@ -6,8 +6,8 @@ nuclear layer is one of the strongest edges of the retina (a log-scale contrast,
 change it); inside the disc there is only unlayered neural tissue. The region where that edge
 vanishes, cleaned of specks, is the disc; its area moments give an ellipse (centre, semi-axes).
 
-Fovea: the pit where the inner retina (ILM to IPL/INL) vanishes, searched where a fovea can be for
-the scan protocol; its centre is the centroid of the thinnest zone.
+Fovea: the pit, where the retina thins and the inner retina (ILM to IPL/INL) vanishes, found by a
+centre-surround filter at the pit's scale and searched where a fovea can be for the protocol.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ FOVEA_DISC_DISTANCE_MM = (3.0, 6.0)  # fovea lies this far temporal of the disc 
 FOVEA_MAX_VERTICAL_MM = 1.5  # and within this height of it
 MACULA_SEARCH_RADIUS_MM = 2.0  # on a macula cube, within this distance of the scan centre
 FOVEA_MEDIAN_MM = 0.35  # removes streaks where a boundary was lost along part of a B-scan
-FOVEA_SMOOTHING_MM = 0.1
-FOVEA_ZONE_UM = 8.0  # thinnest zone: within this of the minimum inner-retina thickness
-FOVEA_MIN_PIT_UM = 30.0  # the rim of the pit (1.5 mm away) is at least this much thicker
+FOVEA_CENTRE_MM = 0.2  # Gaussian sd of the pit's centre ...
+FOVEA_SURROUND_MM = 0.7  # ... and of its surround
+FOVEA_PEAK_RADIUS_MM = 0.3  # the centre is the response-weighted centroid this close to the peak
+FOVEA_MIN_PIT_UM = 15.0  # mean surround-minus-centre response of a real pit
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Disc:
 @dataclass(frozen=True)
 class Fovea:
     center_mm: tuple[float, float]
-    pit_depth_um: float  # inner-retina thickness 1.5 mm away minus at the centre
+    pit_depth_um: float  # mean surround-minus-centre thickness response at the pit
 
 
 def en_face_grid_mm(shape, spacing_mm):
@@ -88,33 +89,48 @@ def find_disc(layering: np.ndarray, spacing_mm) -> Disc | None:
 
 
 def find_fovea(
-    inner_thickness_um: np.ndarray, spacing_mm, protocol: str, laterality: str, disc: Disc | None, extent_mm
+    thickness_maps_um, spacing_mm, protocol: str, laterality: str, disc: Disc | None, extent_mm
 ) -> Fovea | None:
-    """Fovea from the inner-retina thickness map (n_bscans, n_ascans, um); None if not found."""
-    y, x = en_face_grid_mm(inner_thickness_um.shape, spacing_mm)
+    """Fovea from thickness maps that dip at the pit, each (n_bscans, n_ascans) in um (NaN allowed):
+    the total retina (ILM to BM) and the inner retina (ILM to IPL/INL). None if not found.
+
+    Each map is cleaned of streaks (median), then a difference of Gaussians at the pit's scale
+    (surround minus centre) responds most at the pit's centre; the responses of the maps add up.
+    """
+    shape = thickness_maps_um[0].shape
+    y, x = en_face_grid_mm(shape, spacing_mm)
     allowed = _fovea_search_region(y, x, protocol, laterality, disc, extent_mm)
     if allowed is None or not allowed.any():
         return None
-    sigma = (FOVEA_SMOOTHING_MM / spacing_mm[0], FOVEA_SMOOTHING_MM / spacing_mm[2])
-    size = (
-        max(1, round(FOVEA_MEDIAN_MM / spacing_mm[0])) | 1,
-        max(1, round(FOVEA_MEDIAN_MM / spacing_mm[2])) | 1,
-    )
-    finite = np.isfinite(inner_thickness_um)
-    filled = np.where(finite, inner_thickness_um, np.nanmedian(inner_thickness_um))
-    smooth = ndimage.gaussian_filter(
-        ndimage.median_filter(filled, size, mode="nearest"), sigma, mode="nearest"
-    )
-    candidates = np.where(allowed & finite, smooth, np.inf)
-    zone = candidates < candidates.min() + FOVEA_ZONE_UM
-    labels, _ = ndimage.label(zone)
-    deepest = labels == labels.flat[np.argmin(candidates)]
-    cy, cx = float(y[deepest].mean()), float(x[deepest].mean())
-    ring = np.abs(np.hypot(y - cy, x - cx) - 1.5) < 0.1
-    pit = float(np.median(smooth[ring & finite]) - smooth[deepest].mean()) if ring.any() else 0.0
-    if pit < FOVEA_MIN_PIT_UM:
+    response = np.zeros(shape)
+    for thickness in thickness_maps_um:
+        response += _pit_response(thickness, spacing_mm)
+    response = np.where(allowed, response, -np.inf)
+    peak = np.unravel_index(np.argmax(response), shape)
+    pit = float(response[peak]) / len(thickness_maps_um)
+    if not np.isfinite(pit) or pit < FOVEA_MIN_PIT_UM:
         return None
-    return Fovea(center_mm=(cy, cx), pit_depth_um=pit)
+    near = (np.hypot(y - y[peak], x - x[peak]) < FOVEA_PEAK_RADIUS_MM) & (response > 0.9 * response[peak])
+    weights = response[near] - 0.9 * response[peak]
+    return Fovea(
+        center_mm=(float(np.average(y[near], weights=weights)), float(np.average(x[near], weights=weights))),
+        pit_depth_um=pit,
+    )
+
+
+def _pit_response(thickness_um, spacing_mm):
+    """Surround-minus-centre response (um) of a thickness map: large at the centre of a pit."""
+    size = tuple(max(1, round(FOVEA_MEDIAN_MM / s)) | 1 for s in (spacing_mm[0], spacing_mm[2]))
+    finite = np.isfinite(thickness_um)
+    filled = np.where(finite, thickness_um, np.nanmedian(thickness_um) if finite.any() else 0.0)
+    clean = ndimage.median_filter(filled, size, mode="nearest")
+
+    def blur(sigma_mm):
+        return ndimage.gaussian_filter(
+            clean, (sigma_mm / spacing_mm[0], sigma_mm / spacing_mm[2]), mode="nearest"
+        )
+
+    return blur(FOVEA_SURROUND_MM) - blur(FOVEA_CENTRE_MM)
 
 
 def _fovea_search_region(y, x, protocol, laterality, disc, extent_mm):
