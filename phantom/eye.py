@@ -140,7 +140,7 @@ def _build(p: EyeParams, laterality, protocol, shape, spacing_mm, rng) -> Eye:
     vessel_top = boundaries_px[0] + VESSEL_DEPTH_MM / s_z
     vessel_bottom = vessel_top + lay.vessel_diameter_mm * lay.vessel / s_z
 
-    signal_db = np.full(n_b, p.signal_db)
+    signal_db = np.full(n_b, float(p.signal_db))
     signal_db[list(p.blink_bscans)] = -np.inf
     data = render.render(
         boundaries_px,

@@ -175,5 +175,5 @@ def _speckle(rng, shape):
 
 def _display(total):
     lo, hi = DISPLAY_DB
-    db = 10.0 * np.log10(total)
+    db = 10.0 * np.log10(np.maximum(total, 1e-6))
     return np.clip((db - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)

@@ -3,7 +3,7 @@
 Public names (see docs/ARCHITECTURE.md)::
 
     import sdk
-    vol = sdk.read_volume("scan.dcm")                 # or sdk.OCTVolume(array, spacing_mm=..., laterality="OD")
+    vol = sdk.read_volume("scan.dcm")  # or sdk.OCTVolume(array, spacing_mm=..., laterality="OD")
     seg = sdk.retina.segment(vol)
     maps = sdk.maps.extract(vol, normative)
 

@@ -42,9 +42,7 @@ def normalise_laterality(laterality: str) -> str:
 def normalise_spacing(spacing_mm) -> tuple[float, float, float]:
     """Return spacing as three positive finite floats (bscan, axial, ascan) in mm, or raise."""
     if spacing_mm is None:
-        raise InvalidVolume(
-            "spacing_mm is missing: give (bscan, axial, ascan) sample spacing in millimetres"
-        )
+        raise InvalidVolume("spacing_mm is missing: give (bscan, axial, ascan) sample spacing in millimetres")
     try:
         values = tuple(float(v) for v in spacing_mm)
     except (TypeError, ValueError):
@@ -53,7 +51,7 @@ def normalise_spacing(spacing_mm) -> tuple[float, float, float]:
         ) from None
     if len(values) != 3:
         raise InvalidVolume(f"spacing_mm needs 3 values (bscan, axial, ascan) in mm, got {len(values)}")
-    for name, v in zip(("bscan", "axial", "ascan"), values):
+    for name, v in zip(("bscan", "axial", "ascan"), values, strict=True):
         if not math.isfinite(v) or v <= 0:
             raise InvalidVolume(f"spacing_mm {name} spacing is {v}: it must be a positive number of mm")
     if values[1] > 0.05:
@@ -98,7 +96,7 @@ class OCTVolume:
     @property
     def extent_mm(self) -> tuple[float, float, float]:
         """Field of view (bscan, axial, ascan) in mm: number of samples times spacing."""
-        return tuple(n * s for n, s in zip(self.data.shape, self.spacing_mm))
+        return tuple(n * s for n, s in zip(self.data.shape, self.spacing_mm, strict=True))
 
     def __repr__(self) -> str:
         ey, ez, ex = self.extent_mm
@@ -119,7 +117,7 @@ def _check_array(array: np.ndarray) -> None:
         )
     if array.size == 0:
         raise InvalidVolume(f"volume is empty (shape {array.shape})")
-    for name, n, n_min in zip(("n_bscans", "depth", "n_ascans"), array.shape, MIN_SAMPLES):
+    for name, n, n_min in zip(("n_bscans", "depth", "n_ascans"), array.shape, MIN_SAMPLES, strict=True):
         if n < n_min:
             raise InvalidVolume(f"volume has {n} samples along {name}; at least {n_min} are needed")
     if array.dtype.kind == "f" and not np.isfinite(array).all():

@@ -58,15 +58,18 @@ class Maps:
         return np.stack([self.rnfl_thickness, self.gcc_thickness, self.rnfl_deviation, self.gcc_deviation])
 
 
-def extract(volume: OCTVolume, normative: Normative | None = None,
-            segmentation: Segmentation | None = None) -> Maps:
+def extract(
+    volume: OCTVolume, normative: Normative | None = None, segmentation: Segmentation | None = None
+) -> Maps:
     """Maps of a wide-field cube holding both the optic disc and the macula.
 
     ``segmentation`` may be given if the volume was segmented already.
     """
     if volume.protocol != "wide":
-        raise InvalidVolume(f"extract() needs a wide-field cube holding disc and macula, got a {volume.protocol!r} "
-                            "cube: use extract_exam(disc=..., macula=...) for two-cube protocols")
+        raise InvalidVolume(
+            f"extract() needs a wide-field cube holding disc and macula, got a "
+            f"{volume.protocol!r} cube: use extract_exam(disc=..., macula=...) for two-cube protocols"
+        )
     check_field_of_view(_en_face_extent(volume), volume.protocol)
     seg = segmentation if segmentation is not None else retina.segment(volume)
     rnfl, rnfl_gap = _rnfl_map(seg, volume.laterality)
@@ -78,11 +81,15 @@ def extract(volume: OCTVolume, normative: Normative | None = None,
 def extract_exam(disc: OCTVolume, macula: OCTVolume, normative: Normative | None = None) -> Maps:
     """Maps of a two-cube exam: RNFL maps from the disc cube, GCC maps from the macular cube."""
     if disc.protocol != "disc" or macula.protocol != "macula":
-        raise InvalidVolume(f"extract_exam() needs a 'disc' and a 'macula' cube, got {disc.protocol!r} and "
-                            f"{macula.protocol!r}")
+        raise InvalidVolume(
+            f"extract_exam() needs a 'disc' and a 'macula' cube, got {disc.protocol!r} and "
+            f"{macula.protocol!r}"
+        )
     if disc.laterality != macula.laterality:
-        raise InvalidVolume(f"the disc cube is {disc.laterality} but the macular cube is {macula.laterality}: "
-                            "both cubes of an exam must come from the same eye")
+        raise InvalidVolume(
+            f"the disc cube is {disc.laterality} but the macular cube is "
+            f"{macula.laterality}: both cubes of an exam must come from the same eye"
+        )
     for volume in (disc, macula):
         check_field_of_view(_en_face_extent(volume), volume.protocol)
     disc_seg, macula_seg = retina.segment(disc), retina.segment(macula)
@@ -90,10 +97,14 @@ def extract_exam(disc: OCTVolume, macula: OCTVolume, normative: Normative | None
     gcc, gcc_gap = _gcc_map(macula_seg, macula.laterality)
     reasons = [f"disc cube: {r}" for r in disc_seg.quality.reasons + rnfl_gap]
     reasons += [f"macular cube: {r}" for r in macula_seg.quality.reasons + gcc_gap]
-    quality = Quality(min(disc_seg.quality.signal_to_noise, macula_seg.quality.signal_to_noise),
-                      disc_seg.quality.lost_bscans + macula_seg.quality.lost_bscans,
-                      min(disc_seg.quality.boundary_confidence, macula_seg.quality.boundary_confidence),
-                      disc_seg.disc is not None, macula_seg.fovea is not None, tuple(reasons))
+    quality = Quality(
+        min(disc_seg.quality.signal_to_noise, macula_seg.quality.signal_to_noise),
+        disc_seg.quality.lost_bscans + macula_seg.quality.lost_bscans,
+        min(disc_seg.quality.boundary_confidence, macula_seg.quality.boundary_confidence),
+        disc_seg.disc is not None,
+        macula_seg.fovea is not None,
+        tuple(reasons),
+    )
     return _with_deviation(rnfl, gcc, quality, disc.laterality, (disc_seg, macula_seg), normative)
 
 
@@ -120,13 +131,18 @@ def _gcc_map(seg: Segmentation, laterality: str):
 def _resample(thickness, seg: Segmentation, centre_mm, field_mm, laterality, name):
     y, x = map_positions_mm(centre_mm, field_mm, laterality)
     values = sample(thickness, seg.spacing_mm, y, x)
-    in_disc = (inside_ellipse(y, x, seg.disc.center_mm, seg.disc.semi_axes_mm) if seg.disc is not None
-               else np.zeros(values.shape, bool))
+    in_disc = (
+        inside_ellipse(y, x, seg.disc.center_mm, seg.disc.semi_axes_mm)
+        if seg.disc is not None
+        else np.zeros(values.shape, bool)
+    )
     values[in_disc] = np.nan
     coverage = float(np.isfinite(values[~in_disc]).mean()) if (~in_disc).any() else 0.0
     if coverage < MIN_COVERAGE:
-        return values, (f"{name} map: only {100 * coverage:.0f}% of its {field_mm:g} mm field lies inside the "
-                        f"scan (at least {100 * MIN_COVERAGE:.0f}% needed)",)
+        return values, (
+            f"{name} map: only {100 * coverage:.0f}% of its {field_mm:g} mm field lies inside "
+            f"the scan (at least {100 * MIN_COVERAGE:.0f}% needed)",
+        )
     return values, ()
 
 
@@ -140,7 +156,18 @@ def _with_deviation(rnfl, gcc, quality, laterality, segmentations, normative) ->
 
 
 __all__ = [
-    "extract", "extract_exam", "Maps", "Normative", "to_network_input", "preprocessing_constants", "MAP_NAMES",
-    "NORMALISATION", "MAP_SIZE_PX", "RNFL_FIELD_MM", "GCC_FIELD_MM", "MIN_COVERAGE", "Z_PERCENTILE_5",
+    "extract",
+    "extract_exam",
+    "Maps",
+    "Normative",
+    "to_network_input",
+    "preprocessing_constants",
+    "MAP_NAMES",
+    "NORMALISATION",
+    "MAP_SIZE_PX",
+    "RNFL_FIELD_MM",
+    "GCC_FIELD_MM",
+    "MIN_COVERAGE",
+    "Z_PERCENTILE_5",
     "Z_PERCENTILE_1",
 ]

@@ -25,11 +25,15 @@ def check_field_of_view(extent_mm, protocol: str) -> None:
     """Raise InvalidVolume if a volume of en-face extent (y, x) mm cannot hold its protocol's maps."""
     need_y, need_x = MIN_FIELD_MM[protocol]
     if extent_mm[0] < need_y or extent_mm[1] < need_x:
-        what = {"wide": "both the optic disc and the macula", "disc": "the optic disc",
-                "macula": "the macula"}[protocol]
+        what = {
+            "wide": "both the optic disc and the macula",
+            "disc": "the optic disc",
+            "macula": "the macula",
+        }[protocol]
         raise InvalidVolume(
-            f"a {protocol!r} scan of {extent_mm[0]:.1f} x {extent_mm[1]:.1f} mm (B-scan axis x A-scan axis) "
-            f"cannot hold {what}: at least {need_y:g} x {need_x:g} mm is needed; check spacing_mm and protocol"
+            f"a {protocol!r} scan of {extent_mm[0]:.1f} x {extent_mm[1]:.1f} mm (B-scan axis x A-scan "
+            f"axis) cannot hold {what}: at least {need_y:g} x {need_x:g} mm is needed; check spacing_mm "
+            "and protocol"
         )
 
 
@@ -57,4 +61,6 @@ def sample(en_face: np.ndarray, spacing_mm, y_mm, x_mm) -> np.ndarray:
 
 def inside_ellipse(y_mm, x_mm, centre_mm, semi_axes_mm) -> np.ndarray:
     """Boolean mask of positions inside an axis-aligned ellipse."""
-    return ((y_mm - centre_mm[0]) / semi_axes_mm[0]) ** 2 + ((x_mm - centre_mm[1]) / semi_axes_mm[1]) ** 2 < 1.0
+    return ((y_mm - centre_mm[0]) / semi_axes_mm[0]) ** 2 + (
+        (x_mm - centre_mm[1]) / semi_axes_mm[1]
+    ) ** 2 < 1.0

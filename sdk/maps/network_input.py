@@ -41,16 +41,23 @@ def to_network_input(maps: np.ndarray, input_hw=(MAP_SIZE_PX, MAP_SIZE_PX)) -> n
     """
     maps = np.asarray(maps, dtype=np.float32)
     if maps.shape != (len(MAP_NAMES), MAP_SIZE_PX, MAP_SIZE_PX):
-        raise ValueError(f"maps must be {(len(MAP_NAMES), MAP_SIZE_PX, MAP_SIZE_PX)} in {MAP_NAMES} order, "
-                         f"got {maps.shape}")
+        raise ValueError(
+            f"maps must be {(len(MAP_NAMES), MAP_SIZE_PX, MAP_SIZE_PX)} in {MAP_NAMES} order, "
+            f"got {maps.shape}"
+        )
     centre = np.array([NORMALISATION[n][0] for n in MAP_NAMES], np.float32)[:, None, None]
     scale = np.array([NORMALISATION[n][1] for n in MAP_NAMES], np.float32)[:, None, None]
     normalised = np.clip((maps - centre) / scale, -CLIP, CLIP)
     normalised = np.where(np.isfinite(normalised), normalised, FILL_VALUE).astype(np.float32)
     height, width = input_hw
     if (height, width) != (MAP_SIZE_PX, MAP_SIZE_PX):
-        normalised = zoom(normalised, (1, height / MAP_SIZE_PX, width / MAP_SIZE_PX), order=1,
-                          grid_mode=True, mode="nearest")
+        normalised = zoom(
+            normalised,
+            (1, height / MAP_SIZE_PX, width / MAP_SIZE_PX),
+            order=1,
+            grid_mode=True,
+            mode="nearest",
+        )
     return np.repeat(normalised[:, None], CHANNELS, axis=1)
 
 

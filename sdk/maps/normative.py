@@ -60,9 +60,13 @@ class Normative:
         if path.exists() and not overwrite:
             raise FileError(f"{path} exists; pass overwrite=True to replace it")
         arrays = {key: getattr(self, key).astype(np.float32) for key in _KEYS}
-        arrays.update(format_version=np.int64(FORMAT_VERSION), n_eyes=np.int64(self.n_eyes),
-                      map_size_px=np.int64(MAP_SIZE_PX), rnfl_field_mm=np.float64(RNFL_FIELD_MM),
-                      gcc_field_mm=np.float64(GCC_FIELD_MM))
+        arrays.update(
+            format_version=np.int64(FORMAT_VERSION),
+            n_eyes=np.int64(self.n_eyes),
+            map_size_px=np.int64(MAP_SIZE_PX),
+            rnfl_field_mm=np.float64(RNFL_FIELD_MM),
+            gcc_field_mm=np.float64(GCC_FIELD_MM),
+        )
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -80,18 +84,27 @@ class Normative:
         except FileNotFoundError:
             raise FileError(f"normative file {path} does not exist") from None
         except (ValueError, OSError) as exc:
-            raise BundleError(f"normative file {path} is not a readable .npz of plain arrays: {exc}") from None
-        missing = [k for k in (*_KEYS, "format_version", "n_eyes", "map_size_px", "rnfl_field_mm",
-                               "gcc_field_mm") if k not in arrays]
+            raise BundleError(
+                f"normative file {path} is not a readable .npz of plain arrays: {exc}"
+            ) from None
+        missing = [
+            k
+            for k in (*_KEYS, "format_version", "n_eyes", "map_size_px", "rnfl_field_mm", "gcc_field_mm")
+            if k not in arrays
+        ]
         if missing:
             raise BundleError(f"normative file {path} lacks {', '.join(missing)}")
         if int(arrays["format_version"]) != FORMAT_VERSION:
-            raise BundleError(f"normative file {path} has format {int(arrays['format_version'])}; "
-                              f"this SDK reads format {FORMAT_VERSION}")
+            raise BundleError(
+                f"normative file {path} has format {int(arrays['format_version'])}; "
+                f"this SDK reads format {FORMAT_VERSION}"
+            )
         made_for = (int(arrays["map_size_px"]), float(arrays["rnfl_field_mm"]), float(arrays["gcc_field_mm"]))
         if made_for != (MAP_SIZE_PX, RNFL_FIELD_MM, GCC_FIELD_MM):
-            raise BundleError(f"normative file {path} was made for maps (size px, RNFL mm, GCC mm) {made_for}, "
-                              f"this SDK makes {(MAP_SIZE_PX, RNFL_FIELD_MM, GCC_FIELD_MM)}")
+            raise BundleError(
+                f"normative file {path} was made for maps (size px, RNFL mm, GCC mm) {made_for}, "
+                f"this SDK makes {(MAP_SIZE_PX, RNFL_FIELD_MM, GCC_FIELD_MM)}"
+            )
         for key in _KEYS:
             if arrays[key].shape != (MAP_SIZE_PX, MAP_SIZE_PX):
                 raise BundleError(f"normative file {path}: {key} has shape {arrays[key].shape}")

@@ -77,7 +77,7 @@ def segment(volume: OCTVolume) -> Segmentation:
     )
 
     outside = ~disc.mask if disc is not None else np.ones(pits[0].shape, bool)
-    snr = (levels.tissue - levels.background) / levels.noise_sd
+    snr = layers.levels.signal_to_noise()
     quality = assess(
         snr,
         layers.tissue_found,

@@ -30,8 +30,12 @@ class Levels:
     """
 
     background: float  # median of the noise (vitreous and below the choroid)
-    noise_sd: float  # spread of single background voxels
+    noise_sd: float  # spread of single background voxels (84th percentile minus median)
     tissue: float  # bright tissue (RPE, RNFL), 99.5th percentile of the speckle-averaged volume
+
+    def signal_to_noise(self) -> float:
+        """Tissue above background in units of the background's spread."""
+        return (self.tissue - self.background) / self.noise_sd
 
 
 @dataclass(frozen=True)
@@ -56,13 +60,17 @@ def log_scaled(volume: OCTVolume) -> np.ndarray | None:
 
 
 def levels(data: np.ndarray, coarse_data: np.ndarray) -> Levels:
-    """Grey levels of a log-scaled volume (n_bscans, depth, n_ascans) and its coarse copy."""
-    voxels = np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32)
-    dark = voxels[voxels <= np.median(voxels)]  # most voxels are vitreous or below the choroid
-    noise_sd = float(max(np.percentile(dark, 84) - np.percentile(dark, 16), 1e-6) / 2.0)
+    """Grey levels of a log-scaled volume (n_bscans, depth, n_ascans) and its coarse copy.
+
+    The background is what most voxels show (vitreous, and depth below the choroid); its spread is
+    the upper half of its distribution (84th percentile minus median), because a display range
+    may clip the lower half at zero.
+    """
+    voxels = np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32).ravel()
+    dark = voxels[voxels <= np.percentile(voxels, 60)]
+    background = float(np.median(dark))
+    noise_sd = float(max(np.percentile(dark, 84) - background, 1e-6))
     averaged = coarse_data[::SAMPLE_STRIDE]
-    median = np.median(averaged)
-    background = float(np.median(averaged[averaged <= median]))
     return Levels(background=background, noise_sd=noise_sd, tissue=float(np.percentile(averaged, 99.5)))
 
 

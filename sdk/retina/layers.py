@@ -29,6 +29,8 @@ from sdk.retina.paths import best_path, refine_subpixel
 ILM_THRESHOLD = 0.4  # fraction of the way from background to tissue level that marks tissue
 BM_SEARCH_UM = (60.0, 600.0)  # Bruch's membrane lies this far below the ILM (outside the disc)
 REFERENCE_WINDOW_MM = 3.2  # robust (median) window that bridges the optic disc
+VITREOUS_MARGIN_UM = 60.0  # noise is measured this far above the ILM and higher
+MIN_VITREOUS_VOXELS = 1000
 ILM_SEARCH_UM = 40.0  # fine search around the coarse ILM
 BM_FINE_SEARCH_UM = 30.0  # fine search around the reference surface
 INNER_BAND_UM = (-50.0, 520.0)  # band flattened to the ILM, relative to the coarse ILM
@@ -54,6 +56,7 @@ class LayerResult:
     contrast: dict[str, np.ndarray]
     bm_reference_px: np.ndarray  # smooth surface through Bruch's membrane, bridging the disc
     tissue_found: np.ndarray  # (n_bscans, n_ascans) bool: the A-scan holds retina at all
+    levels: Levels  # background and noise measured in the vitreous
 
 
 def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels) -> LayerResult:
@@ -65,7 +68,8 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     ilm_c, bm_c = _coarse_surfaces(coarse, levels, axial_um)
     ilm_ref = _to_fine(ilm_c, coarse, n_a)
     bm_ref = _to_fine(_robust_reference(bm_c, coarse, spacing_mm), coarse, n_a)
-    tissue_found = _to_fine(np.isfinite(ilm_c).astype(float), coarse, n_a) > 0.5
+    tissue_found = _along_ascans(np.isfinite(ilm_c).astype(float), coarse, n_a) > 0.5
+    levels = _vitreous_levels(data, ilm_ref - VITREOUS_MARGIN_UM / axial_um, levels)
 
     # band arrays are (n_ascans, n_bscans, rows): A-scans first, for the path search
     sigma = (
@@ -114,7 +118,7 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     }
     surfaces = {name: b.depth_of(rows).T for name, (b, rows, _) in found.items()}
     contrast = {name: c.T / levels.noise_sd for name, (_, _, c) in found.items()}
-    return LayerResult(surfaces, contrast, bm_ref, tissue_found)
+    return LayerResult(surfaces, contrast, bm_ref, tissue_found, levels)
 
 
 class _Band:
@@ -224,11 +228,30 @@ def _robust_reference(surface_coarse, coarse: Coarse, spacing_mm):
     return gaussian_filter(reference, (0.7, 1.0), mode="nearest")
 
 
+def _vitreous_levels(data, top_of_retina_px, levels: Levels) -> Levels:
+    """Background level and spread measured in the vitreous above ``top_of_retina_px``
+    (n_bscans, n_ascans), on every 2nd B-scan and 4th A-scan; ``levels`` if too little vitreous."""
+    sample = data[::2, :, ::4]
+    above = np.arange(data.shape[1])[None, :, None] < top_of_retina_px[::2, None, ::4]
+    voxels = np.asarray(sample[above], dtype=np.float32)
+    if voxels.size < MIN_VITREOUS_VOXELS:
+        return levels
+    background = float(np.median(voxels))
+    spread = float(max(np.percentile(voxels, 84) - background, 1e-6))
+    return Levels(background=background, noise_sd=spread, tissue=levels.tissue)
+
+
+def _along_ascans(coarse_values, coarse: Coarse, n_ascans: int):
+    """Values at coarse A-scans (n_bscans, n_coarse) -> every A-scan (n_bscans, n_ascans), linear."""
+    fx = coarse.lateral_factor
+    centres = np.arange(coarse_values.shape[1]) * fx + (fx - 1) / 2.0
+    x = np.arange(n_ascans)
+    return np.stack([np.interp(x, centres, row) for row in coarse_values])
+
+
 def _to_fine(coarse_surface, coarse: Coarse, n_ascans: int):
     """Coarse surface (coarse samples, coarse A-scans) -> fine (px, every A-scan), linear in x."""
-    fx, fz = coarse.lateral_factor, coarse.axial_factor
-    centres = np.arange(coarse_surface.shape[1]) * fx + (fx - 1) / 2.0
-    x = np.arange(n_ascans)
     fallback = np.nanmedian(coarse_surface) if np.isfinite(coarse_surface).any() else 0.0
     filled = np.where(np.isnan(coarse_surface), fallback, coarse_surface)
-    return np.stack([np.interp(x, centres, row) for row in filled]) * fz + (fz - 1) / 2.0
+    fz = coarse.axial_factor
+    return _along_ascans(filled, coarse, n_ascans) * fz + (fz - 1) / 2.0

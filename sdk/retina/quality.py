@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MIN_SIGNAL_TO_NOISE = 6.0  # (tissue - background) / background spread
+MIN_SIGNAL_TO_NOISE = 4.5  # (tissue - vitreous background) / vitreous spread
 MAX_LOST_BSCAN_FRACTION = 0.05  # B-scans without retina (blink, lost fixation)
 MIN_BOUNDARY_CONFIDENCE = 0.8  # A-scans (outside the disc) whose ILM and BM edges stand out
-MIN_EDGE_CONTRAST = 2.0  # edge step, in background spreads, for an edge to stand out
+MIN_EDGE_CONTRAST = 0.5  # edge step, in vitreous spreads, for an edge to stand out
 
 
 @dataclass(frozen=True)
