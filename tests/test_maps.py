@@ -53,8 +53,9 @@ def test_left_eye_maps_are_mirrored_into_right_eye_orientation():
 
 def test_two_cube_exam_matches_the_wide_field_maps():
     wide = sdk.maps.extract(small_eye("GE", 9).volume)
-    exam = sdk.maps.extract_exam(disc=small_eye("GE", 9, protocol="disc").volume,
-                                 macula=small_eye("GE", 9, protocol="macula").volume)
+    exam = sdk.maps.extract_exam(
+        disc=small_eye("GE", 9, protocol="disc").volume, macula=small_eye("GE", 9, protocol="macula").volume
+    )
     assert exam.quality.gradable, exam.quality.reasons
     assert len(exam.segmentations) == 2
     for name in ("rnfl_thickness", "gcc_thickness"):
@@ -113,7 +114,8 @@ def test_normative_deviation_separates_glaucoma_from_normal(normative):
     fi = sdk.maps.extract(small_eye("FI", 41, severity=1.0).volume, normative)
     assert abs(np.nanmedian(normal.rnfl_deviation)) < 1.0
     assert np.nanmean(fi.rnfl_deviation < sdk.maps.Z_PERCENTILE_1) > 3 * np.nanmean(
-        normal.rnfl_deviation < sdk.maps.Z_PERCENTILE_1)
+        normal.rnfl_deviation < sdk.maps.Z_PERCENTILE_1
+    )
     assert fi.stack().shape == (4, MAP_SIZE_PX, MAP_SIZE_PX)
 
 
