@@ -49,9 +49,8 @@ def main(argv=None) -> int:
     elapsed_s = time.perf_counter() - start
     seg = maps.segmentations[0]
     print(f"volume -> segmentation -> four maps: {elapsed_s:.2f} s")
-    print(
-        f"quality: {'gradable' if maps.quality.gradable else 'UNGRADABLE: ' + '; '.join(maps.quality.reasons)}"
-    )
+    verdict = "gradable" if maps.quality.gradable else "UNGRADABLE: " + "; ".join(maps.quality.reasons)
+    print(f"quality: {verdict}")
     if seg.disc is not None and seg.fovea is not None:
         truth = eye.truth
         disc_error = np.hypot(*np.subtract(seg.disc.center_mm, truth.disc_center_mm))

@@ -68,6 +68,7 @@ FORMAT = "octclassify-bundle"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16")
+TOLERANCE_KEYS = ("max_abs_probability", "min_top1_agreement")
 STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib")
 _CHUNK_BYTES = 1 << 20
@@ -107,8 +108,14 @@ class Bundle:
     preprocessing : the manifest's preprocessing constants (equal to this SDK's).
     """
 
-    def __init__(self, path: Path, manifest: dict, models: tuple[ModelSpec, ...], stacker: SVMStacker,
-                 normative: Normative):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        models: tuple[ModelSpec, ...],
+        stacker: SVMStacker,
+        normative: Normative,
+    ):
         self.path = path
         self.manifest = manifest
         self.bundle_id = manifest["bundle_id"]
@@ -117,8 +124,6 @@ class Bundle:
         self.normative = normative
         self.preprocessing = manifest["preprocessing"]
         self.input_hw = tuple(self.preprocessing["input_hw"])
-        self._feature_index = _feature_index(manifest["stacker"]["features"])
-        self._class_order = [list(stacker.classes_).index(c) for c in CLASSES]
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Bundle:
@@ -141,26 +146,17 @@ class Bundle:
         _check_stacker(manifest, stacker)
         return cls(root, manifest, models, stacker, normative)
 
-    def model(self, map_name: str, stage: int) -> ModelSpec:
-        """The network of ``map_name`` and ``stage`` (1 or 2)."""
-        return self.models[MAP_NAMES.index(map_name) * 2 + stage - 1]
-
     def tolerances(self, precision: str) -> dict:
         """``{"max_abs_probability": float, "min_top1_agreement": float}`` for "fp32" or "fp16"."""
         return self.manifest["tolerances"][precision]
 
     def stacking_features(self, stage1: np.ndarray, stage2: np.ndarray) -> np.ndarray:
-        """Stacker input from the networks' probabilities, in the manifest's feature order.
-
-        stage1 : (..., 4, 2) and stage2 : (..., 4, 4) probabilities, maps in MAP_NAMES order.
-        Returns float64 (..., 20).
-        """
-        stages = {1: np.asarray(stage1, np.float64), 2: np.asarray(stage2, np.float64)}
-        return np.stack([stages[s][..., m, c] for s, m, c in self._feature_index], axis=-1)
+        """:func:`stacking_features` in this bundle's feature order: (..., 4, 2), (..., 4, 4) -> (..., 20)."""
+        return stacking_features(self.manifest["stacker"]["features"], stage1, stage2)
 
     def final_probabilities(self, features: np.ndarray) -> np.ndarray:
-        """The stacker's probabilities (n, 5) in CLASSES order, for features (n, 20)."""
-        return self.stacker.predict_proba(features)[:, self._class_order]
+        """:func:`final_probabilities` of this bundle's stacker: (n, 20) -> (n, 5) in CLASSES order."""
+        return final_probabilities(self.stacker, features)
 
     def golden(self) -> dict[str, np.ndarray]:
         """golden.npz's arrays (see the module docstring)."""
@@ -169,6 +165,24 @@ class Bundle:
 
     def __repr__(self) -> str:
         return f"Bundle({os.fspath(self.path)!r}, id {self.bundle_id[:12]}, input {self.input_hw})"
+
+
+def stacking_features(names: list[str], stage1: np.ndarray, stage2: np.ndarray) -> np.ndarray:
+    """Stacker input from the networks' probabilities.
+
+    names : feature names "<map>.stage<k>.<class>", the stacker's input order.
+    stage1 : (..., 4, 2) and stage2 : (..., 4, 4) probabilities, maps in MAP_NAMES order.
+    Returns float64 (..., len(names)).
+    """
+    stages = {1: np.asarray(stage1, np.float64), 2: np.asarray(stage2, np.float64)}
+    return np.stack([stages[s][..., m, c] for s, m, c in _feature_index(names)], axis=-1)
+
+
+def final_probabilities(stacker: SVMStacker, features: np.ndarray) -> np.ndarray:
+    """The stacker's probabilities (n, 5) for features (n, 20), columns in CLASSES order (the
+    stacker's own order is scikit-learn's sorted ``classes_``)."""
+    order = [[str(c) for c in stacker.classes_].index(c) for c in CLASSES]
+    return stacker.predict_proba(features)[:, order]
 
 
 def bundle_id(manifest: dict) -> str:
@@ -191,7 +205,9 @@ def read_manifest(root: Path) -> dict:
     """manifest.json of ``root``, checked for format, schema version and bundle id."""
     path = root / MANIFEST
     if not path.is_file():
-        raise BundleError(f"{path} does not exist: {os.fspath(root)} is not a model bundle (or is incomplete)")
+        raise BundleError(
+            f"{path} does not exist: {os.fspath(root)} is not a model bundle (or is incomplete)"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -220,7 +236,9 @@ def listed_files(manifest: dict) -> dict[str, str]:
     try:
         entries = [(m["file"], m["sha256"]) for m in manifest["models"]]
         entries += [(m["file_fp16"], m["sha256_fp16"]) for m in manifest["models"]]
-        entries += [(manifest[part]["file"], manifest[part]["sha256"]) for part in ("stacker", "normative", "golden")]
+        entries += [
+            (manifest[part]["file"], manifest[part]["sha256"]) for part in ("stacker", "normative", "golden")
+        ]
     except (KeyError, TypeError) as e:
         raise BundleError(f"{MANIFEST} is malformed: a file entry lacks {e}") from None
     files = {}
@@ -240,7 +258,9 @@ def _check_files(root: Path, files: dict[str, str]) -> None:
             raise BundleError(f"bundle file {name} is a pickle file: a bundle holds no pickle; remove it")
     missing = sorted(set(files) - present)
     if missing:
-        raise BundleError(f"bundle file {missing[0]} is missing ({len(missing)} missing): copy the whole bundle again")
+        raise BundleError(
+            f"bundle file {missing[0]} is missing ({len(missing)} missing): copy the whole bundle again"
+        )
     extra = sorted(present - set(files))
     if extra:
         raise BundleError(
@@ -264,8 +284,10 @@ def _check_plain_npz(path: Path, name: str) -> None:
             for key in z.files:
                 z[key]
     except ValueError as e:
-        raise BundleError(f"bundle file {name} holds object arrays, which need pickle ({e}): "
-                          "a bundle holds plain arrays only") from None
+        raise BundleError(
+            f"bundle file {name} holds object arrays, which need pickle ({e}): "
+            "a bundle holds plain arrays only"
+        ) from None
     except (OSError, EOFError) as e:
         raise BundleError(f"bundle file {name} is not a readable .npz ({e})") from None
 
@@ -282,17 +304,33 @@ def _check_contents(root: Path, manifest: dict) -> tuple[ModelSpec, ...]:
         ours = json.loads(json.dumps(preprocessing_constants(input_hw)))
         models = tuple(_model_spec(root, entry) for entry in manifest["models"])
     except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{MANIFEST} is malformed: a preprocessing or model entry lacks or mistypes {e}") from None
-    differing = sorted(k for k in ours.keys() | manifest["preprocessing"].keys()
-                       if ours.get(k) != manifest["preprocessing"].get(k))
+        raise BundleError(
+            f"{MANIFEST} is malformed: a preprocessing or model entry lacks or mistypes {e}"
+        ) from None
+    differing = sorted(
+        k
+        for k in ours.keys() | manifest["preprocessing"].keys()
+        if ours.get(k) != manifest["preprocessing"].get(k)
+    )
     if differing:
         raise BundleError(
             f"{MANIFEST}: preprocessing {differing} differs from this SDK's: convert the checkpoint again "
             "with this SDK version"
         )
+    tolerances = manifest.get("tolerances")
+    if not isinstance(tolerances, dict) or any(
+        not isinstance(tolerances.get(p), dict)
+        or not all(isinstance(tolerances[p].get(k), (int, float)) for k in TOLERANCE_KEYS)
+        for p in PRECISIONS
+    ):
+        raise BundleError(
+            f"{MANIFEST}: tolerances need {list(TOLERANCE_KEYS)} numbers for each of {list(PRECISIONS)}"
+        )
     expected = [(m, s) for m in MAP_NAMES for s in (1, 2)]
     if [(spec.map_name, spec.stage) for spec in models] != expected:
-        raise BundleError(f"{MANIFEST}: models must be every map's stage 1 and 2 networks, in {list(MAP_NAMES)} order")
+        raise BundleError(
+            f"{MANIFEST}: models must be every map's stage 1 and 2 networks, in {list(MAP_NAMES)} order"
+        )
     for spec in models:
         shapes = ((1, 3, *input_hw), (1, len(STAGE_CLASSES[spec.stage])))
         if spec.classes != STAGE_CLASSES[spec.stage] or (spec.input_shape, spec.output_shape) != shapes:
@@ -333,8 +371,10 @@ def _check_onnx_io(root: Path, spec: ModelSpec, precision: str) -> None:
     except Exception as e:  # ONNX Runtime raises its own exception types for unreadable models
         raise BundleError(f"bundle file {name} is not a model ONNX Runtime can load ({e})") from None
     found = [(t.name, tuple(t.shape), t.type) for t in (*session.get_inputs(), *session.get_outputs())]
-    wanted = [(spec.input_name, spec.input_shape, "tensor(float)"),
-              (spec.output_name, spec.output_shape, "tensor(float)")]
+    wanted = [
+        (spec.input_name, spec.input_shape, "tensor(float)"),
+        (spec.output_name, spec.output_shape, "tensor(float)"),
+    ]
     if found != wanted:
         raise BundleError(
             f"bundle file {name} has inputs and outputs {found} (name, shape, type) but {MANIFEST} says {wanted}: "
