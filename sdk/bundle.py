@@ -296,8 +296,9 @@ def _check_contents(root: Path, manifest: dict) -> tuple[ModelSpec, ...]:
     """Classes, maps and preprocessing against this SDK; the models against their ONNX files."""
     if manifest.get("classes") != list(CLASSES) or manifest.get("map_names") != list(MAP_NAMES):
         raise BundleError(
-            f"{MANIFEST}: the bundle classifies {manifest.get('classes')} from maps {manifest.get('map_names')}, "
-            f"this SDK {list(CLASSES)} from {list(MAP_NAMES)}: use a bundle made for this SDK"
+            f"{MANIFEST}: the bundle classifies {manifest.get('classes')} from maps "
+            f"{manifest.get('map_names')}, this SDK {list(CLASSES)} from {list(MAP_NAMES)}: use a bundle "
+            "made for this SDK"
         )
     try:
         input_hw = manifest["preprocessing"]["input_hw"]
@@ -335,9 +336,9 @@ def _check_contents(root: Path, manifest: dict) -> tuple[ModelSpec, ...]:
         shapes = ((1, 3, *input_hw), (1, len(STAGE_CLASSES[spec.stage])))
         if spec.classes != STAGE_CLASSES[spec.stage] or (spec.input_shape, spec.output_shape) != shapes:
             raise BundleError(
-                f"{MANIFEST}: model {spec.name} has classes {list(spec.classes)} and shapes {spec.input_shape} -> "
-                f"{spec.output_shape}; stage {spec.stage} needs {list(STAGE_CLASSES[spec.stage])}, {shapes[0]} -> "
-                f"{shapes[1]}"
+                f"{MANIFEST}: model {spec.name} has classes {list(spec.classes)} and shapes "
+                f"{spec.input_shape} -> {spec.output_shape}; stage {spec.stage} needs "
+                f"{list(STAGE_CLASSES[spec.stage])}, {shapes[0]} -> {shapes[1]}"
             )
         for precision in PRECISIONS:
             _check_onnx_io(root, spec, precision)
@@ -377,8 +378,8 @@ def _check_onnx_io(root: Path, spec: ModelSpec, precision: str) -> None:
     ]
     if found != wanted:
         raise BundleError(
-            f"bundle file {name} has inputs and outputs {found} (name, shape, type) but {MANIFEST} says {wanted}: "
-            "the model does not fit its manifest; convert the checkpoint again"
+            f"bundle file {name} has input and output {found} (name, shape, type) but {MANIFEST} says "
+            f"{wanted}: the model does not fit its manifest; convert the checkpoint again"
         )
 
 

@@ -1,0 +1,101 @@
+"""Command line of the converters.
+
+::
+
+    python -m converters bundle CHECKPOINT_DIR OUT_DIR [--overwrite] [--phantom-shape B D A]
+    python -m converters verify BUNDLE [--backend onnxruntime|tensorrt|torch|auto] [--precision fp32|fp16]
+    python -m converters random-checkpoint OUT_DIR [--width W] [--input-px N] [--seed S] [--overwrite]
+
+Exit status: 0 done (verify: every agreement within the manifest's tolerances); 1 verify found an
+agreement beyond the tolerances, or ``bundle`` could not convert the checkpoint (a model beyond its
+tolerance, a weight beyond float16's range, an unreadable checkpoint); 2 the command could not run
+(bad command line or bundle, backend unavailable, folder not empty).
+Each subcommand imports only what it needs: ``verify`` runs without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sdk.errors import OCTError
+
+PROG = "python -m converters"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Checkpoint -> model bundle, and its verification."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bundle = commands.add_parser("bundle", help="convert a checkpoint directory into a model bundle")
+    bundle.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
+    bundle.add_argument("out", metavar="OUT_DIR", help="new or empty folder for the bundle")
+    bundle.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
+    bundle.add_argument(
+        "--phantom-shape",
+        nargs=3,
+        type=int,
+        metavar=("B", "D", "A"),
+        help="(n_bscans, depth, n_ascans) of the golden phantom eyes (default: full size)",
+    )
+
+    verify = commands.add_parser("verify", help="run a bundle's golden eyes through a backend")
+    verify.add_argument("bundle", metavar="BUNDLE")
+    verify.add_argument(
+        "--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt", "torch", "auto")
+    )
+    verify.add_argument(
+        "--precision", choices=("fp32", "fp16"), help="default: fp16 for tensorrt, fp32 otherwise"
+    )
+    verify.add_argument("--cache-dir", metavar="DIR", help="TensorRT engine cache folder")
+
+    random = commands.add_parser("random-checkpoint", help="a checkpoint with random networks (tests, demos)")
+    random.add_argument("out", metavar="OUT_DIR")
+    random.add_argument(
+        "--width", type=float, default=0.125, help="VGG16 channel scale (default %(default)s)"
+    )
+    random.add_argument("--input-px", type=int, default=224, help="network input side (default %(default)s)")
+    random.add_argument("--seed", type=int, default=0)
+    random.add_argument("--overwrite", action="store_true")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "bundle":
+            from converters.bundle import build_bundle
+
+            shape = tuple(args.phantom_shape) if args.phantom_shape else None
+            print(build_bundle(args.checkpoint, args.out, overwrite=args.overwrite, phantom_shape=shape))
+        elif args.command == "verify":
+            from converters.verify import verify as run_verify
+
+            result = run_verify(args.bundle, args.backend, args.precision, cache_dir=args.cache_dir)
+            print(result.report())
+            return 0 if result.passed else 1
+        else:
+            from converters.random_checkpoint import make_random_checkpoint
+
+            print(
+                make_random_checkpoint(
+                    args.out,
+                    width=args.width,
+                    input_hw=(args.input_px, args.input_px),
+                    seed=args.seed,
+                    overwrite=args.overwrite,
+                )
+            )
+    except OCTError as e:
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # the checkpoint could not be converted
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 1 if args.command == "bundle" else 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

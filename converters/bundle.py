@@ -1,0 +1,285 @@
+"""Checkpoint directory -> model bundle, every model checked before the bundle is written.
+
+    build_bundle("checkpoint/", "bundle/")     # python -m converters bundle CHECKPOINT_DIR OUT_DIR
+
+The layout and manifest are documented in :mod:`sdk.bundle`. Steps:
+
+1. Golden inputs: a few phantom eyes (one per class by default) through ``sdk.maps.extract`` with
+   the checkpoint's normative database and ``sdk.maps.to_network_input``: (n, 4, 3, H, W).
+2. Per map and stage: the VGG16 rebuilt from the checkpoint, its reference probabilities in
+   PyTorch, the FP32 ONNX export (opset 17, static batch 1, input "input", output
+   "probabilities") and its FP16 variant. ONNX Runtime (CPU) runs both on the golden inputs: FP32
+   must be within 1e-4 of PyTorch, FP16 within 1e-2 of FP32 with the same top class on >= 99%
+   of the inputs (:data:`TOLERANCES`), else ValueError and nothing is written.
+3. Stacking features and final probabilities of the golden eyes (numpy stacker), golden.npz;
+   stacker.npz and normative.npz copied byte for byte from the checkpoint; manifest.json with
+   the measured agreement under ``provenance.checks``.
+4. The folder is written as a hidden temporary sibling of OUT_DIR, loaded with
+   ``sdk.bundle.Bundle.load`` (every check the SDK makes), then renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import phantom
+import sdk
+from converters.fp16 import convert_to_fp16
+from converters.onnx_export import export_onnx, onnx_probabilities
+from sdk import maps
+from sdk.bundle import FORMAT, MANIFEST, SCHEMA_VERSION, Bundle, bundle_id, file_sha256, final_probabilities
+from sdk.bundle import stacking_features as stack_features
+from sdk.errors import FileError
+from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES, stacking_features
+from sdk.maps import MAP_NAMES, preprocessing_constants
+from sdk.nets.vgg16 import VGG16
+from training.checkpoint import STAGES, Checkpoint, read_checkpoint
+
+OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
+DEFAULT_GOLDEN_EYES = (
+    ("normal", 9001, "OD"),
+    ("FI", 9002, "OS"),
+    ("GE", 9003, "OD"),
+    ("MY", 9004, "OS"),
+    ("SS", 9005, "OD"),
+)
+"""(kind, seed, laterality) of the golden phantom eyes: one per class, both eyes."""
+TOLERANCES = {
+    "fp32": {"max_abs_probability": 1e-4, "min_top1_agreement": 0.99},
+    "fp16": {"max_abs_probability": 1e-2, "min_top1_agreement": 0.99},
+}
+"""Agreement a backend must reach with the PyTorch reference: at conversion (ONNX Runtime FP32 vs
+PyTorch, FP16 vs FP32) and in ``python -m converters verify`` (any backend vs golden.npz)."""
+VERSIONED = ("numpy", "scipy", "torch", "onnx", "onnxruntime")
+STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
+
+_LOG = logging.getLogger(__name__)
+
+
+def build_bundle(
+    checkpoint_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    golden_eyes=DEFAULT_GOLDEN_EYES,
+    phantom_shape: tuple[int, int, int] | None = None,
+) -> Path:
+    """Convert a checkpoint directory into a bundle folder ``out_dir``.
+
+    out_dir : must not exist or be empty, unless ``overwrite`` (then it is replaced as a whole).
+    golden_eyes : (kind, seed, laterality) of the phantom eyes behind golden.npz and the checks.
+    phantom_shape : their (n_bscans, depth, n_ascans) (default: phantom's full size).
+
+    Returns the bundle path. Raises FileError (OUT_DIR not empty), ValueError (a model fails its
+    check; the message has the figures), and the checkpoint reader's errors.
+    """
+    checkpoint = read_checkpoint(checkpoint_dir)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileError(f"{out} exists and is not empty: choose a new folder or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        _write_bundle(checkpoint, work, golden_eyes, phantom_shape)
+        bundle = Bundle.load(work)
+        _move_into_place(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _LOG.info("bundle %s written to %s", bundle.bundle_id[:12], out)
+    return out
+
+
+def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_shape) -> None:
+    input_hw = checkpoint.input_hw
+    _LOG.info("golden inputs: %d phantom eyes", len(golden_eyes))
+    inputs = golden_inputs(golden_eyes, checkpoint.normative, input_hw, phantom_shape)
+    (folder / "models").mkdir()
+    n = len(inputs)
+    stage1 = np.empty((n, len(MAP_NAMES), len(STAGE1_CLASSES)), np.float32)
+    stage2 = np.empty((n, len(MAP_NAMES), len(STAGE2_CLASSES)), np.float32)
+    models, checks = [], {}
+    for m, map_name in enumerate(MAP_NAMES):
+        for stage in STAGES:
+            name = f"{map_name}.stage{stage}"
+            network = _network(checkpoint, map_name, stage)
+            x = inputs[:, m]
+            with torch.inference_mode():
+                reference = torch.softmax(network(torch.from_numpy(x)), dim=1).numpy()
+            (stage1 if stage == 1 else stage2)[:, m] = reference
+            entry, checks[name] = _convert(network, name, folder, x, reference, input_hw)
+            models.append(
+                {
+                    "name": name,
+                    "map": map_name,
+                    "stage": stage,
+                    "classes": list(STAGE_CLASSES[stage]),
+                    **entry,
+                }
+            )
+            _LOG.info("%s: %s", name, checks[name])
+    features = stack_features(stacking_features(), stage1, stage2)
+    np.savez(
+        folder / "golden.npz",
+        inputs=inputs,
+        stage1=stage1,
+        stage2=stage2,
+        features=features,
+        probabilities=final_probabilities(checkpoint.stacker, features),
+        kinds=np.array([k for k, _, _ in golden_eyes]),
+        seeds=np.array([s for _, s, _ in golden_eyes]),
+        lateralities=np.array([lat for _, _, lat in golden_eyes]),
+    )
+    for part in ("stacker.npz", "normative.npz"):
+        shutil.copyfile(checkpoint.path / part, folder / part)
+
+    manifest = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "classes": list(CLASSES),
+        "map_names": list(MAP_NAMES),
+        "preprocessing": preprocessing_constants(input_hw),
+        "network": checkpoint.metadata["network"],
+        "models": models,
+        "stacker": {
+            "file": "stacker.npz",
+            "sha256": file_sha256(folder / "stacker.npz"),
+            "classes": [str(c) for c in checkpoint.stacker.classes_],
+            "features": list(stacking_features()),
+        },
+        "normative": {
+            "file": "normative.npz",
+            "sha256": file_sha256(folder / "normative.npz"),
+            "n_eyes": checkpoint.normative.n_eyes,
+        },
+        "golden": {
+            "file": "golden.npz",
+            "sha256": file_sha256(folder / "golden.npz"),
+            "eyes": [{"kind": k, "seed": s, "laterality": lat} for k, s, lat in golden_eyes],
+            "phantom_shape": list(phantom_shape or phantom.DEFAULT_SHAPE),
+        },
+        "tolerances": TOLERANCES,
+        "provenance": {
+            "checkpoint": {
+                "sha256": file_sha256(checkpoint.path / "checkpoint.json"),
+                "format": checkpoint.metadata["format"],
+                "version": checkpoint.metadata["version"],
+                "provenance": checkpoint.metadata["provenance"],
+            },
+            "converter": {
+                "opset": OPSET,
+                "exporter": "torch.onnx.export(dynamo=False), softmax appended",
+                "fp16": "converters.fp16: float16 weights and compute, float32 I/O and softmax",
+                "versions": {
+                    "sdk": sdk.__version__,
+                    "python": platform.python_version(),
+                    **{name: version(name) for name in VERSIONED},
+                },
+            },
+            "checks": checks,
+        },
+    }
+    manifest["bundle_id"] = bundle_id(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def golden_inputs(golden_eyes, normative: maps.Normative, input_hw, phantom_shape=None) -> np.ndarray:
+    """Network inputs (n_eyes, 4, 3, H, W) float32 of phantom eyes given as (kind, seed, laterality)."""
+    return np.stack(
+        [
+            maps.to_network_input(
+                maps.extract(
+                    phantom.make_eye(kind, seed=seed, laterality=lat, shape=phantom_shape).volume, normative
+                ).stack(),
+                input_hw,
+            )
+            for kind, seed, lat in golden_eyes
+        ]
+    )
+
+
+def _network(checkpoint: Checkpoint, map_name: str, stage: int) -> VGG16:
+    meta = checkpoint.metadata["network"]
+    network = VGG16(len(STAGE_CLASSES[stage]), width=checkpoint.width, dropout=float(meta["dropout"]))
+    state = checkpoint.networks[(map_name, stage)]
+    network.load_state_dict({key: torch.from_numpy(np.asarray(value)) for key, value in state.items()})
+    return network.eval()
+
+
+def _convert(network: VGG16, name: str, folder: Path, x: np.ndarray, reference: np.ndarray, input_hw):
+    """Export FP32 and FP16 ONNX files, check them on ``x`` (n, 3, H, W) against ``reference`` (n, C).
+
+    Returns the manifest entry's file fields and the measured agreement; ValueError beyond TOLERANCES.
+    """
+    fp32_file, fp16_file = f"models/{name}.onnx", f"models/{name}.fp16.onnx"
+    fp32 = export_onnx(
+        network,
+        folder / fp32_file,
+        input_hw=input_hw,
+        batch=1,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        opset=OPSET,
+    )
+    fp16 = convert_to_fp16(folder / fp32_file, folder / fp16_file)
+    fp32_probabilities = onnx_probabilities(folder / fp32_file, x)
+    fp16_probabilities = onnx_probabilities(folder / fp16_file, x)
+    check = {
+        "inputs": len(x),
+        "fp32_vs_torch_max_abs": float(np.max(np.abs(fp32_probabilities - reference))),
+        "fp16_vs_fp32_max_abs": float(np.max(np.abs(fp16_probabilities - fp32_probabilities))),
+        "fp16_vs_fp32_top1_agreement": float(
+            np.mean(fp16_probabilities.argmax(1) == fp32_probabilities.argmax(1))
+        ),
+    }
+    limits = TOLERANCES
+    if check["fp32_vs_torch_max_abs"] > limits["fp32"]["max_abs_probability"]:
+        raise ValueError(
+            f"{name}: ONNX Runtime FP32 differs from PyTorch by {check['fp32_vs_torch_max_abs']:.3g} "
+            f"> {limits['fp32']['max_abs_probability']:g}; bundle not written"
+        )
+    if (
+        check["fp16_vs_fp32_max_abs"] > limits["fp16"]["max_abs_probability"]
+        or check["fp16_vs_fp32_top1_agreement"] < limits["fp16"]["min_top1_agreement"]
+    ):
+        raise ValueError(
+            f"{name}: FP16 differs from FP32 by {check['fp16_vs_fp32_max_abs']:.3g} (limit "
+            f"{limits['fp16']['max_abs_probability']:g}), same top class on "
+            f"{check['fp16_vs_fp32_top1_agreement']:.0%} (limit {limits['fp16']['min_top1_agreement']:.0%}); "
+            "bundle not written"
+        )
+    io = {
+        "input": {"name": fp32["input_name"], "shape": fp32["input_shape"], "dtype": "float32"},
+        "output": {"name": fp32["output_name"], "shape": fp32["output_shape"], "dtype": "float32"},
+    }
+    entry = {
+        "file": fp32_file,
+        "sha256": fp32["sha256"],
+        "file_fp16": fp16_file,
+        "sha256_fp16": fp16["sha256"],
+        "opset": fp32["opset"],
+        **io,
+    }
+    return entry, check
+
+
+def _move_into_place(work: Path, out: Path) -> None:
+    """Rename the finished folder ``work`` to ``out``; an existing ``out`` is replaced whole."""
+    if not out.exists():
+        os.replace(work, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+    os.replace(out, old / out.name)
+    os.replace(work, out)
+    shutil.rmtree(old)
