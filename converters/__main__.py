@@ -4,6 +4,7 @@
 
     python -m converters bundle CHECKPOINT_DIR OUT_DIR [--overwrite] [--phantom-shape B D A]
     python -m converters verify BUNDLE [--backend onnxruntime|tensorrt|torch|auto] [--precision fp32|fp16]
+                                       [--cache-dir DIR] [--threads N]
     python -m converters random-checkpoint OUT_DIR [--width W] [--input-px N] [--seed S] [--overwrite]
 
 Exit status: 0 done (verify: every agreement within the manifest's tolerances); 1 verify found an
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         "--precision", choices=("fp32", "fp16"), help="default: fp16 for tensorrt, fp32 otherwise"
     )
     verify.add_argument("--cache-dir", metavar="DIR", help="TensorRT engine cache folder")
+    verify.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads per network (default: all cores)"
+    )
 
     random = commands.add_parser("random-checkpoint", help="a checkpoint with random networks (tests, demos)")
     random.add_argument("out", metavar="OUT_DIR")
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "verify":
             from converters.verify import verify as run_verify
 
-            result = run_verify(args.bundle, args.backend, args.precision, cache_dir=args.cache_dir)
+            result = run_verify(
+                args.bundle, args.backend, args.precision, cache_dir=args.cache_dir, threads=args.threads
+            )
             print(result.report())
             return 0 if result.passed else 1
         else:

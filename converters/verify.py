@@ -80,14 +80,15 @@ def verify(
     backend: str = "onnxruntime",
     precision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
 ) -> Verification:
-    """Run the golden eyes of ``bundle_dir`` through ``backend`` (see ``sdk.backends.make_backend``).
+    """Run the golden eyes of ``bundle_dir`` through ``backend`` (arguments as ``sdk.backends.make_backend``).
 
     Raises BundleError for a bad bundle and BackendUnavailable when the backend cannot run here.
     """
     bundle = Bundle.load(bundle_dir)
     golden = bundle.golden()
-    with make_backend(bundle, backend, precision, cache_dir=cache_dir) as runner:
+    with make_backend(bundle, backend, precision, cache_dir=cache_dir, threads=threads) as runner:
         outputs = [runner.run(x) for x in golden["inputs"]]
         ran = (runner.name, runner.precision, runner.device, dict(runner.details))
     stage1 = np.stack([s1 for s1, _ in outputs])  # (n, 4, 2)
