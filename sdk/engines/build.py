@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from sdk.bundle import SCHEMA_VERSION as MANIFEST_SCHEMA_VERSION
 from sdk.engines.cache import EngineCache, engine_key, file_lock, file_sha256, key_material, write_atomic
 from sdk.engines.runtime import cuda_check, cuda_runtime, import_tensorrt, trt_logger, version_tuple
 from sdk.errors import BackendUnavailable, BundleError
@@ -30,7 +31,6 @@ from sdk.errors import BackendUnavailable, BundleError
 STRATEGIES = ("builder_flag", "strongly_typed")
 STRONGLY_TYPED_SINCE = (10, 12)  # BuilderFlag.FP16 deprecated in 10.12, removed in 11.0
 DEFAULT_WORKSPACE_BYTES = 1 << 30  # 1 GiB; lower it on 4 GB boards (Jetson Nano)
-MANIFEST_SCHEMA_VERSION = 1
 PRECISION = "fp16"
 
 _LOG = logging.getLogger(__name__)
