@@ -69,7 +69,8 @@ def cohort(n_normal: int = PAPER_N_NORMAL, n_glaucoma: int = PAPER_N_GLAUCOMA, s
         pair = i + 1 < len(kinds) and kinds[i + 1] == kind
         patient_seed = int(rng.integers(0, 2**31 - 1))
         for laterality in ("OD", "OS")[: 2 if pair else 1]:
-            severity = None if kind == "normal" else float(np.clip(rng.beta(2.0, 2.2) * 0.85 + 0.15, 0.15, 1.0))
+            drawn = float(np.clip(rng.beta(2.0, 2.2) * 0.85 + 0.15, 0.15, 1.0))
+            severity = None if kind == "normal" else drawn
             label = kind
             if kind != "normal" and rng.random() < grader_noise:
                 label = str(rng.choice([k for k in GLAUCOMA_KINDS if k != kind]))
@@ -87,4 +88,4 @@ def _type_counts(n: int) -> list[str]:
     counts = np.floor(shares).astype(int)
     for j in np.argsort(shares - counts)[::-1][: n - counts.sum()]:
         counts[j] += 1
-    return [kind for kind, c in zip(TYPE_MIX, counts) for _ in range(c)]
+    return [kind for kind, c in zip(TYPE_MIX, counts, strict=True) for _ in range(c)]

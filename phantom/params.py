@@ -104,11 +104,8 @@ def draw_params(
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is unknown: use one of {', '.join(KINDS)}")
     draw = _DRAWERS[kind]
-    sev = (
-        0.0
-        if kind == "normal"
-        else (severity if severity is not None else float(rng.beta(2.0, 2.2)) * 0.85 + 0.15)
-    )
+    drawn_severity = float(rng.beta(2.0, 2.2)) * 0.85 + 0.15  # always drawn: an override keeps the anatomy
+    sev = 0.0 if kind == "normal" else (severity if severity is not None else drawn_severity)
     age = age_years if age_years is not None else _AGE[kind](rng)
     return draw(rng, sev, age)
 
@@ -141,8 +138,7 @@ def _base(rng, kind, severity, age, **overrides) -> EyeParams:
         cup_notch=None,
         lamina_depth_mm=_n(rng, 0.38, 0.06, 0.22, 0.55),
         rnfl_scale=_n(rng, 1.0, 0.08, 0.8, 1.2) * (1 - 0.0025 * (age - 40)),
-        hump_superior_deg=_n(rng, 72, 7),
-        hump_inferior_deg=_n(rng, -72, 7),
+        **_humps(rng, 75.0),
         rnfl_decay_mm=_n(rng, 3.0, 0.25, 2.4, 3.6),
         diffuse_loss=0.0,
         notches=(),
@@ -160,6 +156,12 @@ def _base(rng, kind, severity, age, **overrides) -> EyeParams:
     )
     values.update(overrides)
     return EyeParams(**values)
+
+
+def _humps(rng, mean_deg: float) -> dict:
+    """Angles of the superior and inferior RNFL humps: mirror images, each with a little play."""
+    common = _n(rng, mean_deg, 6)
+    return {"hump_superior_deg": common + _n(rng, 0, 3), "hump_inferior_deg": -common + _n(rng, 0, 3)}
 
 
 def _draw_normal_atrophy(rng, age) -> tuple[Atrophy, ...]:
@@ -251,8 +253,7 @@ def _draw_my(rng, s, age) -> EyeParams:
         cup_ratio=_n(rng, 0.55, 0.1, 0.3, 0.8),
         cup_depth_mm=_n(rng, 0.22, 0.07, 0.08, 0.4),
         rnfl_scale=_n(rng, 0.9, 0.06, 0.75, 1.05),
-        hump_superior_deg=_n(rng, 72, 7) - shift,
-        hump_inferior_deg=_n(rng, -72, 7) + shift,
+        **_humps(rng, 75.0 - shift),
         diffuse_loss=_u(rng, 0.0, 0.2) * s,
         notches=tuple(polar),
         atrophy=atrophy,

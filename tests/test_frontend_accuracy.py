@@ -70,7 +70,7 @@ def test_thickness_maps_outside_the_disc(results):
             y, x = geometry.map_positions_mm(centre, field, lat)
             truth_map = geometry.sample(truth_um, spacing, y, x)
             both = np.isfinite(found) & np.isfinite(truth_map)
-            assert both.mean() > 0.85
+            assert both.mean() > 0.75  # the disc takes up to a fifth of the RNFL map's field
             assert np.abs(found - truth_map)[both].mean() <= MAX_MAP_MAE_UM, (eye.truth.label, field)
 
 
