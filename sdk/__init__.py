@@ -32,6 +32,7 @@ _LAZY = {
     "stacking": ("sdk.stacking", None),
     "Classifier": ("sdk.classifier", "Classifier"),
     "Diagnosis": ("sdk.diagnosis", "Diagnosis"),
+    "report": ("sdk.report", None),
 }
 
 

@@ -1,0 +1,131 @@
+"""``Classifier``: what the instrument calls. One bundle, one backend, loaded once, warmed up.
+
+    clf = sdk.Classifier.load("bundle/", backend="auto")
+    dx = clf.classify(volume)                      # wide-field cube with disc and macula
+    dx = clf.classify_exam(disc=vol_disc, macula=vol_mac)
+    dx.label, dx.probabilities, dx.gradable, dx.to_dict()
+
+A Classifier may be called from several threads at once: the front end is pure functions, the
+stacker is read-only and every backend serialises or parallelises its own model calls safely.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+import scipy
+
+import sdk
+from sdk import maps as sdk_maps
+from sdk.backends import Backend, make_backend
+from sdk.bundle import Bundle
+from sdk.diagnosis import Diagnosis
+from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES
+from sdk.maps import MAP_NAMES
+from sdk.volume import OCTVolume
+
+WARMUP_RUNS = 2
+
+
+class Classifier:
+    """A verified bundle and an inference backend, ready to classify volumes."""
+
+    def __init__(self, bundle: Bundle, backend: Backend):
+        self.bundle = bundle
+        self.backend = backend
+        self.versions = _versions(backend)
+        zeros = np.zeros((len(MAP_NAMES), 3, *bundle.input_hw), np.float32)
+        for _ in range(WARMUP_RUNS):
+            backend.run(zeros)
+
+    @classmethod
+    def load(
+        cls, bundle_dir, backend: str = "auto", precision: str | None = None, cache_dir=None
+    ) -> Classifier:
+        """Verify the bundle at ``bundle_dir`` (every file's sha256, schema) and load every network.
+
+        backend : "auto" (tensorrt if usable, else onnxruntime), "onnxruntime", "tensorrt" or "torch".
+        precision : "fp32" or "fp16"; default is the backend's natural one (fp16 for tensorrt).
+        cache_dir : writable folder for engines and optimised models.
+        """
+        bundle = Bundle.load(bundle_dir)
+        return cls(bundle, make_backend(bundle, backend, precision=precision, cache_dir=cache_dir))
+
+    def classify(self, volume, spacing_mm=None, laterality=None, protocol: str = "wide") -> Diagnosis:
+        """Classify one wide-field cube (disc and macula in one scan).
+
+        volume : sdk.OCTVolume, or an array (n_bscans, depth, n_ascans) with ``spacing_mm`` and
+        ``laterality``.
+        """
+        if not isinstance(volume, OCTVolume):
+            volume = OCTVolume(volume, spacing_mm, laterality, protocol)
+        start = time.perf_counter()
+        maps = sdk_maps.extract(volume, self.bundle.normative)
+        return self._diagnose(maps, volume.protocol, start)
+
+    def classify_exam(self, disc: OCTVolume, macula: OCTVolume) -> Diagnosis:
+        """Classify a two-cube exam: RNFL maps from the disc cube, GCC maps from the macular cube."""
+        start = time.perf_counter()
+        maps = sdk_maps.extract_exam(disc, macula, self.bundle.normative)
+        return self._diagnose(maps, "disc+macula", start)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _diagnose(self, maps: sdk_maps.Maps, protocol: str, start: float) -> Diagnosis:
+        front_end = time.perf_counter()
+        timings = {"front_end": 1000.0 * (front_end - start)}
+        label = probabilities = per_map = None
+        if maps.quality.gradable:
+            inputs = sdk_maps.to_network_input(maps.stack(), self.bundle.input_hw)
+            stage1, stage2 = self.backend.run(inputs)
+            networks = time.perf_counter()
+            final = self.bundle.final_probabilities(self.bundle.stacking_features(stage1, stage2)[None])[0]
+            timings["networks"] = 1000.0 * (networks - front_end)
+            timings["stacking"] = 1000.0 * (time.perf_counter() - networks)
+            probabilities = {c: float(p) for c, p in zip(CLASSES, final, strict=True)}
+            label = CLASSES[int(np.argmax(final))]
+            per_map = {
+                name: {
+                    "stage1": dict(zip(STAGE1_CLASSES, map(float, stage1[i]), strict=True)),
+                    "stage2": dict(zip(STAGE2_CLASSES, map(float, stage2[i]), strict=True)),
+                }
+                for i, name in enumerate(MAP_NAMES)
+            }
+        timings["total"] = 1000.0 * (time.perf_counter() - start)
+        return Diagnosis(
+            label=label,
+            probabilities=probabilities,
+            per_map=per_map,
+            gradable=maps.quality.gradable,
+            reasons=maps.quality.reasons,
+            quality=maps.quality.to_dict(),
+            laterality=maps.laterality,
+            protocol=protocol,
+            backend=self.backend.name,
+            precision=self.backend.precision,
+            device=self.backend.device,
+            bundle_id=self.bundle.bundle_id,
+            versions=self.versions,
+            timings_ms={k: round(v, 2) for k, v in timings.items()},
+            maps=maps,
+        )
+
+
+def _versions(backend: Backend) -> dict[str, str]:
+    versions = {
+        "sdk": sdk.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
+    versions.update(backend.details.get("versions", {}))
+    return versions

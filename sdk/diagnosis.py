@@ -1,0 +1,71 @@
+"""``Diagnosis``: the answer for one eye, traceable to the bundle, backend and library versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sdk.labels import CLASS_DESCRIPTIONS, CLASSES
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The SDK's answer for one eye.
+
+    label : one of CLASSES, or None when the scan is ungradable (no class is ever invented).
+    probabilities : {class: probability} over CLASSES, summing to 1; None when ungradable.
+    per_map : {map name: {"stage1": {normal, glaucoma}, "stage2": {FI, GE, MY, SS}}} confidences
+        of the eight networks; None when ungradable.
+    gradable, reasons : the quality verdict and why a scan is ungradable.
+    quality : the quality figures (signal-to-noise, lost B-scans, boundary confidence, ...).
+    backend, precision, device, bundle_id, versions : what produced the answer.
+    timings_ms : {"front_end", "networks", "stacking", "total"} in milliseconds.
+    maps : the sdk.maps.Maps the networks saw (for reports; not part of to_dict()).
+    """
+
+    label: str | None
+    probabilities: dict[str, float] | None
+    per_map: dict[str, dict[str, dict[str, float]]] | None
+    gradable: bool
+    reasons: tuple[str, ...]
+    quality: dict
+    laterality: str
+    protocol: str
+    backend: str
+    precision: str
+    device: str
+    bundle_id: str
+    versions: dict[str, str]
+    timings_ms: dict[str, float]
+    maps: object = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of everything but the maps."""
+        return {
+            "label": self.label,
+            "description": CLASS_DESCRIPTIONS.get(self.label) if self.label else None,
+            "probabilities": self.probabilities,
+            "per_map": self.per_map,
+            "gradable": self.gradable,
+            "reasons": list(self.reasons),
+            "quality": self.quality,
+            "laterality": self.laterality,
+            "protocol": self.protocol,
+            "backend": self.backend,
+            "precision": self.precision,
+            "device": self.device,
+            "bundle_id": self.bundle_id,
+            "versions": self.versions,
+            "timings_ms": self.timings_ms,
+        }
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        if not self.gradable:
+            return f"{self.laterality}: UNGRADABLE - " + "; ".join(self.reasons)
+        p = self.probabilities
+        ranked = sorted(CLASSES, key=lambda c: -p[c])
+        others = ", ".join(f"{c} {p[c]:.2f}" for c in ranked[1:])
+        return (
+            f"{self.laterality}: {self.label} ({CLASS_DESCRIPTIONS[self.label]}) p={p[self.label]:.2f}; "
+            f"{others}"
+        )
