@@ -36,11 +36,12 @@ def write_report(volume: OCTVolume, diagnosis: Diagnosis, path, *, overwrite: bo
     maps = diagnosis.maps
     fig = plt.figure(figsize=(16, 10))
     grid = fig.add_gridspec(3, 4, height_ratios=(1.0, 0.8, 0.9), hspace=0.45, wspace=0.3)
-    title = f"{diagnosis.laterality} - " + (
-        f"{diagnosis.label}: {CLASS_DESCRIPTIONS[diagnosis.label]} (p = {diagnosis.probabilities[diagnosis.label]:.2f})"
-        if diagnosis.gradable
-        else "UNGRADABLE: no class given"
-    )
+    if diagnosis.gradable:
+        label = diagnosis.label
+        verdict = f"{label}: {CLASS_DESCRIPTIONS[label]} (p = {diagnosis.probabilities[label]:.2f})"
+    else:
+        verdict = "UNGRADABLE: no class given"
+    title = f"{diagnosis.laterality} - {verdict}"
     fig.suptitle(title, fontsize=16, fontweight="bold", color="black" if diagnosis.gradable else "#b2182b")
 
     deviation_cmap = ListedColormap(NORMATIVE_COLOURS)
@@ -130,10 +131,12 @@ def _text_panel(ax, diagnosis: Diagnosis) -> None:
     ax.axis("off")
     q = diagnosis.quality
     lines = [
-        f"Quality: {'gradable' if diagnosis.gradable else 'ungradable'}; signal-to-noise {q['signal_to_noise']}, "
-        f"boundary confidence {q['boundary_confidence']}, lost B-scans {q['lost_bscans']}",
+        f"Quality: {'gradable' if diagnosis.gradable else 'ungradable'}; "
+        f"signal-to-noise {q['signal_to_noise']}, boundary confidence {q['boundary_confidence']}, "
+        f"lost B-scans {q['lost_bscans']}",
         f"Disc found: {q['disc_found']}; fovea found: {q['fovea_found']}; protocol {diagnosis.protocol}",
-        f"Bundle {diagnosis.bundle_id[:16]}; backend {diagnosis.backend} {diagnosis.precision} on {diagnosis.device}",
+        f"Bundle {diagnosis.bundle_id[:16]}; "
+        f"backend {diagnosis.backend} {diagnosis.precision} on {diagnosis.device}",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in diagnosis.versions.items()),
         "Timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in diagnosis.timings_ms.items()),
     ]
