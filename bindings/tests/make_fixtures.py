@@ -1,0 +1,74 @@
+"""Fixtures of the C tests: a small bundle, phantom volumes as raw files, and the Python API's answers.
+
+    python bindings/tests/make_fixtures.py OUT_DIR     # ctest runs this first (fixture "c_api")
+
+Writes OUT_DIR/bundle (random networks, 64 px input: seconds to make), one raw file per volume
+(C order (n_bscans, depth, n_ascans), native byte order) and OUT_DIR/fixtures.txt, one line per
+volume:
+
+    file dtype n_bscans depth n_ascans spacing_bscan spacing_axial spacing_ascan laterality gradable
+    label p_normal p_FI p_GE p_MY p_SS
+
+label is "-" and the probabilities "nan" for an ungradable scan. The answers come from
+``sdk.Classifier`` (ONNX Runtime) on the volumes read back from the raw files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import phantom
+import sdk
+from converters.bundle import build_bundle
+from converters.random_checkpoint import make_random_checkpoint
+from sdk.labels import CLASSES
+
+SHAPE = (32, 248, 128)  # (n_bscans, depth, n_ascans): ~70 ms a volume
+SPACING_MM = (0.28125, 0.0078, 0.09375)  # the phantom's wide field (9 x 1.93 x 12 mm) over SHAPE
+VOLUMES = (  # file, phantom kind, seed, laterality, dtype, phantom overrides
+    ("normal_od.raw", "normal", 11, "OD", "uint8", {}),  # CMakeLists.txt's example test classifies this one
+    ("fi_os.raw", "FI", 12, "OS", "uint16", {}),
+    ("ge_od.raw", "GE", 13, "OD", "float32", {}),
+    ("my_os.raw", "MY", 14, "OS", "uint8", {}),
+    ("weak_od.raw", "normal", 15, "OD", "float32", {"signal_db": 12}),  # ungradable
+)
+
+
+def make_fixtures(out_dir: str | Path) -> Path:
+    """Write the bundle, the raw volumes and fixtures.txt into ``out_dir`` (replaced); return fixtures.txt."""
+    out_dir = Path(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    checkpoint = make_random_checkpoint(
+        out_dir / "checkpoint", input_hw=(64, 64), n_normals=2, phantom_shape=SHAPE
+    )
+    build_bundle(checkpoint, out_dir / "bundle", phantom_shape=SHAPE)
+    classifier = sdk.Classifier.load(out_dir / "bundle", backend="onnxruntime")
+    lines = []
+    for name, kind, seed, laterality, dtype, overrides in VOLUMES:
+        eye = phantom.make_eye(kind, seed, laterality, shape=SHAPE, spacing_mm=SPACING_MM, **overrides)
+        data = _as_dtype(eye.volume.data, dtype)
+        data.tofile(out_dir / name)
+        read_back = np.fromfile(out_dir / name, dtype).reshape(SHAPE)
+        dx = classifier.classify(sdk.OCTVolume(read_back, SPACING_MM, laterality))
+        probabilities = [dx.probabilities[c] if dx.gradable else float("nan") for c in CLASSES]
+        fields = [name, dtype, *SHAPE, *SPACING_MM, laterality, int(dx.gradable), dx.label or "-"]
+        lines.append(" ".join(map(str, fields + probabilities)))  # str(float) round-trips exactly
+    fixtures = out_dir / "fixtures.txt"
+    fixtures.write_text("\n".join(lines) + "\n")
+    return fixtures
+
+
+def _as_dtype(data: np.ndarray, dtype: str) -> np.ndarray:
+    """The phantom's uint8 voxels as ``dtype``, spread over its range (uint16) or scaled to [0, 1]."""
+    scale = {"uint8": 1, "uint16": 257, "float32": 1 / 255}[dtype]
+    return (data.astype(np.float64) * scale).astype(dtype)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", metavar="OUT_DIR")
+    print(make_fixtures(parser.parse_args().out_dir))
