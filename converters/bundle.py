@@ -9,8 +9,9 @@ The layout and manifest are documented in :mod:`sdk.bundle`. Steps:
 2. Per map and stage: the VGG16 rebuilt from the checkpoint, its reference probabilities in
    PyTorch, the FP32 ONNX export (opset 17, static batch 1, input "input", output
    "probabilities") and its FP16 variant. ONNX Runtime (CPU) runs both on the golden inputs: FP32
-   must be within 1e-4 of PyTorch, FP16 within 1e-2 of FP32 with the same top class on >= 99%
-   of the inputs (:data:`TOLERANCES`), else ValueError and nothing is written.
+   must be within 1e-4 of PyTorch, FP16 within 1e-2 of FP32, each with the same top class on
+   >= 99% of the inputs the reference decides (:data:`TOLERANCES`,
+   :class:`converters.verify.Agreement`), else ValueError and nothing is written.
 3. Stacking features and final probabilities of the golden eyes (numpy stacker), golden.npz;
    stacker.npz and normative.npz copied byte for byte from the checkpoint; manifest.json with
    the measured agreement under ``provenance.checks``.
@@ -36,6 +37,7 @@ import phantom
 import sdk
 from converters.fp16 import convert_to_fp16
 from converters.onnx_export import export_onnx, onnx_probabilities
+from converters.verify import Agreement
 from sdk import maps
 from sdk.bundle import FORMAT, MANIFEST, SCHEMA_VERSION, Bundle, bundle_id, file_sha256, final_probabilities
 from sdk.bundle import stacking_features as stack_features
@@ -128,7 +130,6 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
                     **entry,
                 }
             )
-            _LOG.info("%s: %s", name, checks[name])
     features = stack_features(stacking_features(), stage1, stage2)
     np.savez(
         folder / "golden.npz",
@@ -223,7 +224,7 @@ def _convert(network: VGG16, name: str, folder: Path, x: np.ndarray, reference: 
     Returns the manifest entry's file fields and the measured agreement; ValueError beyond TOLERANCES.
     """
     fp32_file, fp16_file = f"models/{name}.onnx", f"models/{name}.fp16.onnx"
-    fp32 = export_onnx(
+    described = export_onnx(
         network,
         folder / fp32_file,
         input_hw=input_hw,
@@ -232,46 +233,29 @@ def _convert(network: VGG16, name: str, folder: Path, x: np.ndarray, reference: 
         output_name=OUTPUT_NAME,
         opset=OPSET,
     )
-    fp16 = convert_to_fp16(folder / fp32_file, folder / fp16_file)
+    described_fp16 = convert_to_fp16(folder / fp32_file, folder / fp16_file)
     fp32_probabilities = onnx_probabilities(folder / fp32_file, x)
-    fp16_probabilities = onnx_probabilities(folder / fp16_file, x)
-    check = {
-        "inputs": len(x),
-        "fp32_vs_torch_max_abs": float(np.max(np.abs(fp32_probabilities - reference))),
-        "fp16_vs_fp32_max_abs": float(np.max(np.abs(fp16_probabilities - fp32_probabilities))),
-        "fp16_vs_fp32_top1_agreement": float(
-            np.mean(fp16_probabilities.argmax(1) == fp32_probabilities.argmax(1))
-        ),
-    }
-    limits = TOLERANCES
-    if check["fp32_vs_torch_max_abs"] > limits["fp32"]["max_abs_probability"]:
-        raise ValueError(
-            f"{name}: ONNX Runtime FP32 differs from PyTorch by {check['fp32_vs_torch_max_abs']:.3g} "
-            f"> {limits['fp32']['max_abs_probability']:g}; bundle not written"
-        )
-    if (
-        check["fp16_vs_fp32_max_abs"] > limits["fp16"]["max_abs_probability"]
-        or check["fp16_vs_fp32_top1_agreement"] < limits["fp16"]["min_top1_agreement"]
-    ):
-        raise ValueError(
-            f"{name}: FP16 differs from FP32 by {check['fp16_vs_fp32_max_abs']:.3g} (limit "
-            f"{limits['fp16']['max_abs_probability']:g}), same top class on "
-            f"{check['fp16_vs_fp32_top1_agreement']:.0%} (limit {limits['fp16']['min_top1_agreement']:.0%}); "
-            "bundle not written"
-        )
-    io = {
-        "input": {"name": fp32["input_name"], "shape": fp32["input_shape"], "dtype": "float32"},
-        "output": {"name": fp32["output_name"], "shape": fp32["output_shape"], "dtype": "float32"},
-    }
+    fp32 = Agreement.of(f"{name} FP32 vs PyTorch", fp32_probabilities, reference, TOLERANCES["fp32"])
+    fp16 = Agreement.of(
+        f"{name} FP16 vs FP32",
+        onnx_probabilities(folder / fp16_file, x),
+        fp32_probabilities,
+        TOLERANCES["fp16"],
+    )
+    _LOG.info("%s", "; ".join(f"{a.name}: {a.summary()}" for a in (fp32, fp16)))
+    for agreement in (fp32, fp16):
+        if not agreement.passed:
+            raise ValueError(f"{agreement.name}: {agreement.summary()}; bundle not written")
     entry = {
         "file": fp32_file,
-        "sha256": fp32["sha256"],
+        "sha256": described["sha256"],
         "file_fp16": fp16_file,
-        "sha256_fp16": fp16["sha256"],
-        "opset": fp32["opset"],
-        **io,
+        "sha256_fp16": described_fp16["sha256"],
+        "opset": described["opset"],
+        "input": {"name": described["input_name"], "shape": described["input_shape"], "dtype": "float32"},
+        "output": {"name": described["output_name"], "shape": described["output_shape"], "dtype": "float32"},
     }
-    return entry, check
+    return entry, {"fp32_vs_torch": fp32.to_dict(), "fp16_vs_fp32": fp16.to_dict()}
 
 
 def _move_into_place(work: Path, out: Path) -> None:

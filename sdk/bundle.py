@@ -209,7 +209,7 @@ def read_manifest(root: Path) -> dict:
             f"{path} does not exist: {os.fspath(root)} is not a model bundle (or is incomplete)"
         )
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise BundleError(f"{path} cannot be read as JSON ({e}): copy the bundle again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -229,6 +229,10 @@ def read_manifest(root: Path) -> dict:
             "the bundle was made; copy the bundle again"
         )
     return manifest
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def listed_files(manifest: dict) -> dict[str, str]:
@@ -279,14 +283,14 @@ def _check_files(root: Path, files: dict[str, str]) -> None:
 
 
 def _check_plain_npz(path: Path, name: str) -> None:
+    """Every array of an .npz reads without pickle (an object array raises ValueError)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             for key in z.files:
-                z[key]
+                z[key]  # reads the array
     except ValueError as e:
         raise BundleError(
-            f"bundle file {name} holds object arrays, which need pickle ({e}): "
-            "a bundle holds plain arrays only"
+            f"bundle file {name} is not an .npz of plain arrays ({e}): a bundle holds no pickle"
         ) from None
     except (OSError, EOFError) as e:
         raise BundleError(f"bundle file {name} is not a readable .npz ({e})") from None
@@ -327,10 +331,11 @@ def _check_contents(root: Path, manifest: dict) -> tuple[ModelSpec, ...]:
         raise BundleError(
             f"{MANIFEST}: tolerances need {list(TOLERANCE_KEYS)} numbers for each of {list(PRECISIONS)}"
         )
-    expected = [(m, s) for m in MAP_NAMES for s in (1, 2)]
-    if [(spec.map_name, spec.stage) for spec in models] != expected:
+    expected = [(f"{m}.stage{s}", m, s) for m in MAP_NAMES for s in (1, 2)]
+    if [(spec.name, spec.map_name, spec.stage) for spec in models] != expected:
         raise BundleError(
-            f"{MANIFEST}: models must be every map's stage 1 and 2 networks, in {list(MAP_NAMES)} order"
+            f"{MANIFEST}: models must be every map's stage 1 and 2 networks, named '<map>.stage<k>', "
+            f"in {list(MAP_NAMES)} order"
         )
     for spec in models:
         shapes = ((1, 3, *input_hw), (1, len(STAGE_CLASSES[spec.stage])))
