@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "read_volume": ("sdk.io", "read_volume"),
+    "io": ("sdk.io", None),
     "retina": ("sdk.retina", None),
     "maps": ("sdk.maps", None),
     "stacking": ("sdk.stacking", None),

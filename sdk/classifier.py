@@ -113,6 +113,7 @@ class Classifier:
             backend=self.backend.name,
             precision=self.backend.precision,
             device=self.backend.device,
+            backend_details=self.backend.details,
             bundle_id=self.bundle.bundle_id,
             versions=self.versions,
             timings_ms={k: round(v, 2) for k, v in timings.items()},
@@ -127,5 +128,7 @@ def _versions(backend: Backend) -> dict[str, str]:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
     }
-    versions.update(backend.details.get("versions", {}))
+    for library in ("onnxruntime", "torch", "tensorrt"):
+        if library in backend.details:
+            versions[library] = str(backend.details[library])
     return versions

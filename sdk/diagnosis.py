@@ -17,7 +17,8 @@ class Diagnosis:
         of the eight networks; None when ungradable.
     gradable, reasons : the quality verdict and why a scan is ungradable.
     quality : the quality figures (signal-to-noise, lost B-scans, boundary confidence, ...).
-    backend, precision, device, bundle_id, versions : what produced the answer.
+    backend, precision, device, bundle_id, versions : what produced the answer; backend_details says
+        which execution providers actually ran (ONNX Runtime), engines (TensorRT), threads.
     timings_ms : {"front_end", "networks", "stacking", "total"} in milliseconds.
     maps : the sdk.maps.Maps the networks saw (for reports; not part of to_dict()).
     """
@@ -33,6 +34,7 @@ class Diagnosis:
     backend: str
     precision: str
     device: str
+    backend_details: dict
     bundle_id: str
     versions: dict[str, str]
     timings_ms: dict[str, float]
@@ -53,6 +55,7 @@ class Diagnosis:
             "backend": self.backend,
             "precision": self.precision,
             "device": self.device,
+            "backend_details": self.backend_details,
             "bundle_id": self.bundle_id,
             "versions": self.versions,
             "timings_ms": self.timings_ms,
