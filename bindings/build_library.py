@@ -8,13 +8,14 @@ Writes into OUT_DIR:
   Python half, frozen in) compiled against this Python's libpython; runpath ``$ORIGIN`` and
   libpython's folder, so neither it nor libpython needs LD_LIBRARY_PATH.
 * ``liboctclassify.pythonpath``: the folders the embedded Python searches first, one per line: this
-  Python's site-packages and the project root. The library reads it from its own folder at start.
+  Python's site-packages folders and the project root. The library reads it from its own folder at start.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import site
 import sysconfig
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def build(out_dir: str | Path) -> Path:
         ],
     )
     library = Path(ffibuilder.compile(tmpdir=str(out_dir), target=f"{NAME}.*"))
-    paths = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib"), str(HERE.parent)])
+    paths = [p for p in site.getsitepackages() if Path(p).is_dir()] + [str(HERE.parent)]
     (out_dir / f"{NAME}.pythonpath").write_text(
         "# Folders the embedded Python of liboctclassify.so searches first, one per line; a relative\n"
         "# line is relative to this folder. OCTC_PYTHONPATH (':'-separated) replaces this file.\n"

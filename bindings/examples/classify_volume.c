@@ -1,7 +1,8 @@
 /*
  * classify_volume: classify one raw OCT volume file through the C API and print the answer.
  *
- *   classify_volume BUNDLE VOLUME.raw DTYPE N_BSCANS DEPTH N_ASCANS BSCAN_MM AXIAL_MM ASCAN_MM LATERALITY [BACKEND]
+ *   classify_volume BUNDLE VOLUME.raw DTYPE N_BSCANS DEPTH N_ASCANS BSCAN_MM AXIAL_MM ASCAN_MM
+ *                   LATERALITY [BACKEND]
  *
  * VOLUME.raw: the voxels only, C order (n_bscans, depth, n_ascans), native byte order.
  * DTYPE: uint8, uint16 or float32. LATERALITY: OD or OS. BACKEND: auto (default), onnxruntime,
@@ -42,7 +43,8 @@ static void *read_volume(const char *path, size_t n_bytes)
     int extra = fgetc(in) != EOF;
     fclose(in);
     if (voxels == NULL || got != n_bytes || extra) {
-        fprintf(stderr, "%s does not hold exactly %zu bytes (the dimensions times the voxel size)\n", path, n_bytes);
+        fprintf(stderr, "%s does not hold exactly %zu bytes (the dimensions times the voxel size)\n", path,
+                n_bytes);
         free(voxels);
         return NULL;
     }
@@ -86,7 +88,8 @@ int main(int argc, char **argv)
         return 1;
     }
     octc_result result;
-    status = octc_classify(classifier, voxels, dtype, shape[0], shape[1], shape[2], spacing_mm, argv[10], &result);
+    status = octc_classify(classifier, voxels, dtype, shape[0], shape[1], shape[2], spacing_mm, argv[10],
+                           &result);
     free(voxels); /* the library never keeps the buffer */
     if (status != OCTC_OK) {
         fprintf(stderr, "octc_classify: %s: %s\n", octc_status_name(status), octc_last_error());

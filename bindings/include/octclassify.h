@@ -18,12 +18,13 @@
  *     octc_close(clf);
  *
  * Rules:
- * - Every call that can fail returns an octc_status; results come back through out parameters. On an error,
- *   octc_last_error() gives a message for the calling thread that names the problem and what to do.
+ * - Every function that can fail returns an octc_status; results come back through out parameters.
+ *   On an error, octc_last_error() gives the calling thread a message that names the problem and
+ *   what to do.
  * - If the embedded Python cannot start, that call and every later one return
  *   OCTC_PYTHON_INIT_FAILED (the interpreter cannot be restarted in the same process).
  * - Calls may come from any thread, and one handle may be shared by several threads. Python code
- *   runs one thread at a time (the GIL); the networks release it while they run.
+ *   runs one thread at a time (the GIL); ONNX Runtime releases it while the networks run.
  * - The embedded Python is never finalised: do not call into the library while the process exits.
  */
 #ifndef OCTCLASSIFY_H

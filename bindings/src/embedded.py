@@ -56,7 +56,7 @@ def _extern(function):
     def call(*args):
         try:
             function(*args)
-        except Exception as e:
+        except BaseException as e:  # nothing may propagate into C: cffi would print it and return INTERNAL
             status = _status_of(e)
             text = f"{type(e).__name__}: {e}" if status == lib.OCTC_INTERNAL else str(e)
             c_name = function.__name__.replace("_py", "").lstrip("_")
@@ -68,7 +68,7 @@ def _extern(function):
     return function
 
 
-def _status_of(error: Exception) -> int:
+def _status_of(error: BaseException) -> int:
     if isinstance(error, _StatusError):
         return error.status
     return next((status for cls, status in _STATUSES if isinstance(error, cls)), lib.OCTC_INTERNAL)

@@ -71,15 +71,15 @@ static char *find_python_path(void)
     Dl_info info;
     char folder[PATH_MAX];
     if (dladdr((void *)&find_python_path, &info) == 0 || realpath(info.dli_fname, folder) == NULL) {
-        snprintf(start_error, sizeof start_error, "liboctclassify cannot find its own file: set OCTC_PYTHONPATH");
+        snprintf(start_error, sizeof start_error, "cannot find liboctclassify's file: set OCTC_PYTHONPATH");
         return NULL;
     }
     *strrchr(folder, '/') = '\0';
     snprintf(python_path_origin, sizeof python_path_origin, "%s/%s", folder, PYTHONPATH_FILE);
     FILE *in = fopen(python_path_origin, "r");
     if (in == NULL) {
-        snprintf(start_error, sizeof start_error, "cannot read %s (%s): rebuild the library or set OCTC_PYTHONPATH",
-                 python_path_origin, strerror(errno));
+        snprintf(start_error, sizeof start_error, "cannot read %s (%s): rebuild the library or set "
+                 "OCTC_PYTHONPATH", python_path_origin, strerror(errno));
         return NULL;
     }
     char *path = NULL;
@@ -131,8 +131,8 @@ static void start_python(void)
     }
     if (cffi_start_python() != 0) {
         if (start_error[0] == '\0')
-            snprintf(start_error, sizeof start_error,
-                     "the embedded Python could not load the library's Python code (cffi; traceback on stderr)");
+            snprintf(start_error, sizeof start_error, "the embedded Python could not load the library's "
+                     "Python code (cffi; traceback on stderr)");
         start_failed = 1;
     }
 }
@@ -172,7 +172,8 @@ static double now_ms(void)
     return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
 }
 
-CFFI_DLLEXPORT octc_status octc_open(const char *bundle_path, const char *backend_name, octc_classifier **out_handle)
+CFFI_DLLEXPORT octc_status octc_open(const char *bundle_path, const char *backend_name,
+                                     octc_classifier **out_handle)
 {
     last_error[0] = '\0';
     if (out_handle != NULL)
@@ -207,15 +208,16 @@ CFFI_DLLEXPORT octc_status octc_classify(octc_classifier *handle, const void *vo
         return fail(OCTC_UNKNOWN_DTYPE, "octc_classify: dtype %d is unknown: use OCTC_UINT8, OCTC_UINT16 or "
                     "OCTC_FLOAT32", (int)dtype);
     if (n_bscans <= 0 || depth <= 0 || n_ascans <= 0)
-        return fail(OCTC_BAD_DIMENSIONS, "octc_classify: dimensions (n_bscans %lld, depth %lld, n_ascans %lld) "
-                    "must all be positive", (long long)n_bscans, (long long)depth, (long long)n_ascans);
+        return fail(OCTC_BAD_DIMENSIONS, "octc_classify: dimensions (n_bscans %lld, depth %lld, n_ascans "
+                    "%lld) must all be positive", (long long)n_bscans, (long long)depth, (long long)n_ascans);
     int64_t n_bytes;
-    if (__builtin_mul_overflow(n_bscans, depth, &n_bytes) || __builtin_mul_overflow(n_bytes, n_ascans, &n_bytes)
+    if (__builtin_mul_overflow(n_bscans, depth, &n_bytes)
+        || __builtin_mul_overflow(n_bytes, n_ascans, &n_bytes)
         || __builtin_mul_overflow(n_bytes, (int64_t)item_size, &n_bytes))
         return fail(OCTC_BAD_DIMENSIONS, "octc_classify: dimensions (%lld, %lld, %lld) give more bytes than "
                     "memory can hold", (long long)n_bscans, (long long)depth, (long long)n_ascans);
-    octc_status status = _octc_py_classify((uint64_t)(uintptr_t)handle, voxels, dtype, n_bscans, depth, n_ascans,
-                                           spacing_mm, laterality, out_result);
+    octc_status status = _octc_py_classify((uint64_t)(uintptr_t)handle, voxels, dtype, n_bscans, depth,
+                                           n_ascans, spacing_mm, laterality, out_result);
     if (status != OCTC_OK)
         clear_result(out_result);
     else

@@ -73,11 +73,13 @@ static inline int load_fixtures(const char *dir, fixture *fixtures)
     }
     int n = 0;
     fixture *f = fixtures;
+    const char *format = "%255s %15s %" SCNd64 " %" SCNd64 " %" SCNd64 " %lf %lf %lf %3s %d %7s"
+                         " %lf %lf %lf %lf %lf";
     while (n < MAX_FIXTURES
-           && fscanf(in, "%255s %15s %" SCNd64 " %" SCNd64 " %" SCNd64 " %lf %lf %lf %3s %d %7s %lf %lf %lf %lf %lf", f->file, dtype,
-                     &f->shape[0], &f->shape[1], &f->shape[2], &f->spacing_mm[0], &f->spacing_mm[1],
-                     &f->spacing_mm[2], f->laterality, &f->gradable, f->label, &f->probabilities[0],
-                     &f->probabilities[1], &f->probabilities[2], &f->probabilities[3], &f->probabilities[4])
+           && fscanf(in, format, f->file, dtype, &f->shape[0], &f->shape[1], &f->shape[2], &f->spacing_mm[0],
+                     &f->spacing_mm[1], &f->spacing_mm[2], f->laterality, &f->gradable, f->label,
+                     &f->probabilities[0], &f->probabilities[1], &f->probabilities[2], &f->probabilities[3],
+                     &f->probabilities[4])
                   == 16) {
         f->dtype = dtype_of(dtype);
         size_t item_size = f->dtype == OCTC_UINT8 ? 1 : f->dtype == OCTC_UINT16 ? 2 : 4;
@@ -96,8 +98,8 @@ static inline int load_fixtures(const char *dir, fixture *fixtures)
 
 static inline octc_status classify_fixture(octc_classifier *classifier, const fixture *f, octc_result *result)
 {
-    return octc_classify(classifier, f->voxels, f->dtype, f->shape[0], f->shape[1], f->shape[2], f->spacing_mm,
-                         f->laterality, result);
+    return octc_classify(classifier, f->voxels, f->dtype, f->shape[0], f->shape[1], f->shape[2],
+                         f->spacing_mm, f->laterality, result);
 }
 
 /* Open <dir>/bundle on ONNX Runtime (the backend of the Python answers), or exit. */

@@ -43,24 +43,24 @@ int main(int argc, char **argv)
     octc_result r;
     const double bad_spacing[3] = {f->spacing_mm[0], -1.0, f->spacing_mm[2]};
     uint8_t tiny[8] = {0};
-    expect(octc_classify(NULL, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, "OD", &r), OCTC_NULL_POINTER,
-           "classify: NULL handle");
+    expect(octc_classify(NULL, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, "OD", &r),
+           OCTC_NULL_POINTER, "classify: NULL handle");
     expect(octc_classify(clf, NULL, f->dtype, s[0], s[1], s[2], f->spacing_mm, "OD", &r), OCTC_NULL_POINTER,
            "classify: NULL voxels");
     expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], NULL, "OD", &r), OCTC_NULL_POINTER,
            "classify: NULL spacing");
-    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, NULL, &r), OCTC_NULL_POINTER,
-           "classify: NULL laterality");
-    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, "OD", NULL), OCTC_NULL_POINTER,
-           "classify: NULL result");
-    expect(octc_classify(clf, f->voxels, f->dtype, 0, s[1], s[2], f->spacing_mm, "OD", &r), OCTC_BAD_DIMENSIONS,
-           "classify: zero n_bscans");
-    expect(octc_classify(clf, f->voxels, f->dtype, s[0], -s[1], s[2], f->spacing_mm, "OD", &r), OCTC_BAD_DIMENSIONS,
-           "classify: negative depth");
-    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], -1, f->spacing_mm, "OD", &r), OCTC_BAD_DIMENSIONS,
-           "classify: negative n_ascans");
-    expect(octc_classify(clf, f->voxels, f->dtype, INT64_MAX, 2, 2, f->spacing_mm, "OD", &r), OCTC_BAD_DIMENSIONS,
-           "classify: overflowing dimensions");
+    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, NULL, &r),
+           OCTC_NULL_POINTER, "classify: NULL laterality");
+    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, "OD", NULL),
+           OCTC_NULL_POINTER, "classify: NULL result");
+    expect(octc_classify(clf, f->voxels, f->dtype, 0, s[1], s[2], f->spacing_mm, "OD", &r),
+           OCTC_BAD_DIMENSIONS, "classify: zero n_bscans");
+    expect(octc_classify(clf, f->voxels, f->dtype, s[0], -s[1], s[2], f->spacing_mm, "OD", &r),
+           OCTC_BAD_DIMENSIONS, "classify: negative depth");
+    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], -1, f->spacing_mm, "OD", &r),
+           OCTC_BAD_DIMENSIONS, "classify: negative n_ascans");
+    expect(octc_classify(clf, f->voxels, f->dtype, INT64_MAX, 2, 2, f->spacing_mm, "OD", &r),
+           OCTC_BAD_DIMENSIONS, "classify: overflowing dimensions");
     expect(octc_classify(clf, f->voxels, (octc_dtype)0, s[0], s[1], s[2], f->spacing_mm, "OD", &r),
            OCTC_UNKNOWN_DTYPE, "classify: dtype 0");
     expect(octc_classify(clf, f->voxels, (octc_dtype)99, s[0], s[1], s[2], f->spacing_mm, "OD", &r),
@@ -69,10 +69,10 @@ int main(int argc, char **argv)
            "classify: too few samples");
     expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, "XX", &r),
            OCTC_INVALID_ARGUMENT, "classify: unknown laterality");
-    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], bad_spacing, "OD", &r), OCTC_INVALID_ARGUMENT,
-           "classify: negative spacing");
-    expect(octc_classify((octc_classifier *)(uintptr_t)0xdead, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm,
-                         "OD", &r),
+    expect(octc_classify(clf, f->voxels, f->dtype, s[0], s[1], s[2], bad_spacing, "OD", &r),
+           OCTC_INVALID_ARGUMENT, "classify: negative spacing");
+    octc_classifier *no_handle = (octc_classifier *)(uintptr_t)0xdead;
+    expect(octc_classify(no_handle, f->voxels, f->dtype, s[0], s[1], s[2], f->spacing_mm, "OD", &r),
            OCTC_INVALID_ARGUMENT, "classify: pointer that is no handle");
     CHECK(r.label == OCTC_CLASS_NONE && r.gradable == 0, "a failed classify leaves a result");
 

@@ -41,11 +41,11 @@ int main(int argc, char **argv)
     double before_mb = resident_mb();
     errors += classify_calls(classifier, fixtures, n, CALLS);
     double after_mb = resident_mb();
-    printf("VmRSS %.1f MB after %d warm-up calls, %.1f MB after %d more: %+.1f MB\n", before_mb, WARM_UP_CALLS,
-           after_mb, CALLS, after_mb - before_mb);
+    printf("VmRSS %.1f MB after %d warm-up calls, %.1f MB after %d more: %+.1f MB\n", before_mb,
+           WARM_UP_CALLS, after_mb, CALLS, after_mb - before_mb);
     CHECK(before_mb > 0.0, "VmRSS not found in /proc/self/status");
-    CHECK(after_mb - before_mb <= LIMIT_MB, "resident memory grew by %.1f MB (limit %.0f MB)", after_mb - before_mb,
-          LIMIT_MB);
+    CHECK(after_mb - before_mb <= LIMIT_MB, "resident memory grew by %.1f MB (limit %.0f MB)",
+          after_mb - before_mb, LIMIT_MB);
     CHECK(errors == 0, "%d of %d calls failed (last: %s)", errors, WARM_UP_CALLS + CALLS, octc_last_error());
     CHECK(octc_close(classifier) == OCTC_OK, "close: %s", octc_last_error());
     return finish("test_memory");

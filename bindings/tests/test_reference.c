@@ -22,14 +22,15 @@ int main(int argc, char **argv)
         CHECK(r.gradable == f->gradable, "%s: gradable %d, Python %d", f->file, r.gradable, f->gradable);
         CHECK(r.latency_ms > 0.0, "%s: latency %g ms", f->file, r.latency_ms);
         if (!f->gradable) {
-            CHECK(r.label == OCTC_CLASS_NONE && r.label_name[0] == '\0', "%s: ungradable but label %d", f->file,
-                  r.label);
+            CHECK(r.label == OCTC_CLASS_NONE && r.label_name[0] == '\0', "%s: ungradable but label %d",
+                  f->file, r.label);
             CHECK(r.reason[0] != '\0', "%s: ungradable without a reason", f->file);
             CHECK(isnan(r.probabilities[0]), "%s: ungradable but probabilities", f->file);
             printf("%s: ungradable (%s), %.1f ms\n", f->file, r.reason, r.latency_ms);
             continue;
         }
-        CHECK(strcmp(r.label_name, f->label) == 0, "%s: label %s, Python %s", f->file, r.label_name, f->label);
+        CHECK(strcmp(r.label_name, f->label) == 0, "%s: label %s, Python %s", f->file, r.label_name,
+              f->label);
         CHECK(r.label >= 0 && r.label < OCTC_N_CLASSES, "%s: label index %d", f->file, r.label);
         for (int c = 0; c < OCTC_N_CLASSES; c++) {
             double difference = fabs(r.probabilities[c] - f->probabilities[c]);
