@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 import sklearn
@@ -49,7 +50,7 @@ def make_random_checkpoint(
     n_normals: int = 4,
     phantom_shape: tuple[int, int, int] | None = None,
     overwrite: bool = False,
-) -> os.PathLike:
+) -> Path:
     """Write a checkpoint with random networks, a synthetic stacker and a phantom normative database.
 
     Parameters
