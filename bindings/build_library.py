@@ -6,7 +6,8 @@ Writes into OUT_DIR:
 
 * ``liboctclassify.so``: ``src/octclassify.c`` (the exported functions) and ``src/embedded.py`` (the
   Python half, frozen in) compiled against this Python's libpython; runpath ``$ORIGIN`` and
-  libpython's folder, so neither it nor libpython needs LD_LIBRARY_PATH.
+  libpython's folder, so neither it nor libpython needs LD_LIBRARY_PATH; this Python's home
+  (``sys.base_prefix``, its standard library) built in.
 * ``liboctclassify.pythonpath``: the folders the embedded Python searches first, one per line: this
   Python's site-packages folders and the project root. The library reads it from its own folder at start.
 """
@@ -14,8 +15,10 @@ Writes into OUT_DIR:
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import site
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -51,7 +54,10 @@ def build(out_dir: str | Path) -> Path:
         "_octclassify",
         (HERE / "src" / "octclassify.c").read_text(),
         include_dirs=[str(HEADER.parent)],
-        define_macros=[("OCTC_SDK_VERSION", f'"{sdk.__version__}"')],
+        define_macros=[
+            ("OCTC_SDK_VERSION", json.dumps(sdk.__version__)),
+            ("OCTC_PYTHON_HOME", json.dumps(sys.base_prefix)),  # its standard library, unless $PYTHONHOME
+        ],
         extra_link_args=[
             f"-Wl,-soname,{NAME}.so",
             f"-Wl,-rpath,$ORIGIN:{sysconfig.get_config_var('LIBDIR')}",

@@ -118,6 +118,9 @@ static void start_python(void)
         config.install_signal_handlers = 0; /* the firmware keeps its own signal handlers */
         config.site_import = 0;             /* no site-packages of the base installation */
         PyStatus status = PyConfig_SetBytesString(&config, &config.pythonpath_env, python_path);
+        /* the standard library of the libpython we link, not of whichever python3 is on PATH */
+        if (!PyStatus_Exception(status) && getenv("PYTHONHOME") == NULL)
+            status = PyConfig_SetBytesString(&config, &config.home, OCTC_PYTHON_HOME);
         if (!PyStatus_Exception(status))
             status = Py_InitializeFromConfig(&config);
         PyConfig_Clear(&config);
