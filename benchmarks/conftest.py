@@ -1,11 +1,55 @@
-"""Shared inputs for the latency benchmarks: made once per session, outside the timed calls."""
+"""Shared inputs for the latency benchmarks, made once per session outside the timed calls.
 
+The network benchmarks run a bundle of random-weight networks (speed does not depend on the
+weights) at ``OCTC_BENCH_WIDTH`` (default 1: full VGG16) and ``OCTC_BENCH_INPUT_PX`` (default 224),
+built into ``OCTC_BENCH_BUNDLE`` (default out/bench-bundle-w<width>-<px>) once and reused.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 import phantom
+import sdk
+from converters.__main__ import main as converters_main
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDTH = float(os.environ.get("OCTC_BENCH_WIDTH", "1"))
+INPUT_PX = int(os.environ.get("OCTC_BENCH_INPUT_PX", "224"))
+SMALL_PHANTOM = ("32", "248", "128")  # golden and normative eyes of the bench bundle: fast to make
+
+
+def bench_bundle_dir() -> Path:
+    """The benchmark bundle, made if it does not exist yet."""
+    default = ROOT / "out" / f"bench-bundle-w{WIDTH:g}-{INPUT_PX}"
+    folder = Path(os.environ.get("OCTC_BENCH_BUNDLE", default))
+    if not (folder / "manifest.json").exists():
+        checkpoint = folder.with_name(folder.name + "-checkpoint")
+        args = ["--width", str(WIDTH), "--input-px", str(INPUT_PX), "--phantom-shape", *SMALL_PHANTOM]
+        assert converters_main(["random-checkpoint", str(checkpoint), "--overwrite", *args]) == 0
+        assert (
+            converters_main(
+                ["bundle", str(checkpoint), str(folder), "--overwrite", "--phantom-shape", *SMALL_PHANTOM]
+            )
+            == 0
+        )
+    return folder
 
 
 @pytest.fixture(scope="session")
 def wide_volume():
     """The default wide-field phantom volume: 128 B-scans x 496 x 512 A-scans, 12 x 9 mm."""
     return phantom.make_eye("FI", seed=11).volume
+
+
+@pytest.fixture(scope="session")
+def bundle():
+    return sdk.bundle.Bundle.load(bench_bundle_dir())
+
+
+@pytest.fixture(scope="session")
+def network_input(bundle, wide_volume):
+    maps = sdk.maps.extract(wide_volume, bundle.normative)
+    return sdk.maps.to_network_input(maps.stack(), bundle.input_hw).astype(np.float32)

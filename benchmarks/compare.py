@@ -1,0 +1,140 @@
+"""``python -m benchmarks.compare [--width full] [--device cpu|cuda]``: one run, one process, side by side.
+
+On the same bundle and the same wide-field phantom volume:
+
+(a) a plain PyTorch-eager FP32 reference of the whole pipeline: the front end, then each of the eight
+    VGG16s in eager mode one after the other, then the numpy stacker;
+(b) the SDK, ``sdk.Classifier`` on ONNX Runtime (FP32);
+(c) the SDK on TensorRT FP16, where TensorRT and a GPU exist;
+(d) the compute floor: the multiply-adds of the networks (as the bundle runs them) at this machine's
+    dense-matmul throughput, measured here with float32 matrix products on all cores.
+
+Prints the median of each over ``--rounds`` runs and the ratios, and writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import phantom
+import sdk
+from sdk.backends import make_backend
+from sdk.engines.build import tensorrt_usable
+from sdk.labels import CLASSES
+
+MATMUL_SIZE = 2048
+
+
+def measure(function, rounds: int) -> float:
+    """Median wall time (s) of ``function()`` over ``rounds`` runs after one warm-up run."""
+    function()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_flops(device: str, rounds: int = 5) -> float:
+    """Dense float32 matrix-product throughput (FLOP/s) of this machine, all cores (torch)."""
+    import torch
+
+    a = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device)
+    b = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device)
+
+    def product():
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * MATMUL_SIZE**3 / measure(product, rounds)
+
+
+def network_macs(bundle) -> int:
+    """Multiply-adds of one classification's network part: the bundle's eight VGG16s."""
+    from sdk.nets.vgg16 import VGG16, count_macs
+
+    width = float(bundle.manifest["network"]["width"])
+    return sum(count_macs(VGG16(len(spec.classes), width=width), bundle.input_hw) for spec in bundle.models)
+
+
+def eager_reference(bundle, volume, device: str):
+    """(a): front end, eight eager VGG16s one by one, stacker. Returns a callable giving probabilities."""
+    backend = make_backend(bundle, "torch", precision="fp32")  # on the GPU when torch sees one
+
+    def run():
+        maps = sdk.maps.extract(volume, bundle.normative)
+        stage1, stage2 = backend.run(sdk.maps.to_network_input(maps.stack(), bundle.input_hw))
+        return bundle.final_probabilities(bundle.stacking_features(stage1, stage2)[None])[0]
+
+    return run, backend
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("--width", default="full", help='"full" (1.0) or a VGG16 channel scale, e.g. 0.25')
+    parser.add_argument("--input-px", type=int, default=224)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=Path("out/compare.json"))
+    args = parser.parse_args(argv)
+    width = 1.0 if args.width == "full" else float(args.width)
+    os.environ.setdefault("OCTC_BENCH_WIDTH", f"{width:g}")
+    os.environ.setdefault("OCTC_BENCH_INPUT_PX", str(args.input_px))
+    from benchmarks.conftest import bench_bundle_dir  # noqa: PLC0415 - reads the two variables above
+
+    bundle = sdk.bundle.Bundle.load(bench_bundle_dir())
+    volume = phantom.make_eye("FI", seed=11).volume
+    results = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+        "width": width,
+        "input_px": args.input_px,
+        "device": args.device,
+        "rounds": args.rounds,
+    }
+
+    reference, reference_backend = eager_reference(bundle, volume, args.device)
+    results["a_pytorch_eager_s"] = measure(reference, args.rounds)
+    expected = reference()
+    reference_backend.close()
+
+    with sdk.Classifier(bundle, make_backend(bundle, "onnxruntime", precision="fp32")) as clf:
+        results["b_sdk_onnxruntime_s"] = measure(lambda: clf.classify(volume), args.rounds)
+        dx = clf.classify(volume)
+        results["b_networks_s"] = dx.timings_ms["networks"] / 1000.0
+        results["b_front_end_s"] = dx.timings_ms["front_end"] / 1000.0
+        results["max_probability_difference_b_vs_a"] = float(
+            np.max(np.abs(np.array([dx.probabilities[c] for c in CLASSES]) - expected))
+        )
+    usable, reason = tensorrt_usable()
+    if usable:
+        with sdk.Classifier(bundle, make_backend(bundle, "tensorrt", precision="fp16")) as clf:
+            results["c_sdk_tensorrt_fp16_s"] = measure(lambda: clf.classify(volume), args.rounds)
+    else:
+        results["c_sdk_tensorrt_fp16_s"] = None
+        results["c_reason"] = reason
+    macs = network_macs(bundle)
+    flops = matmul_flops(args.device)
+    results.update(network_gmacs=macs / 1e9, matmul_gflops=flops / 1e9, d_compute_floor_s=2 * macs / flops)
+    results["speedup_b_over_a"] = results["a_pytorch_eager_s"] / results["b_sdk_onnxruntime_s"]
+    results["networks_b_over_floor"] = results["b_networks_s"] / results["d_compute_floor_s"]
+
+    for key, value in results.items():
+        print(f"{key:38s} {value:.4g}" if isinstance(value, float) else f"{key:38s} {value}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
