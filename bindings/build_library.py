@@ -57,6 +57,7 @@ def build(out_dir: str | Path) -> Path:
         define_macros=[
             ("OCTC_SDK_VERSION", json.dumps(sdk.__version__)),
             ("OCTC_PYTHON_HOME", json.dumps(sys.base_prefix)),  # its standard library, unless $PYTHONHOME
+            ("OCTC_LIBPYTHON", json.dumps(sysconfig.get_config_var("INSTSONAME"))),
         ],
         extra_link_args=[
             f"-Wl,-soname,{NAME}.so",

@@ -112,6 +112,9 @@ static void start_python(void)
         start_failed = 1;
         return;
     }
+    /* libpython's symbols must be global for Python's extension modules, even if the firmware
+       dlopen()ed this library with RTLD_LOCAL */
+    dlopen(OCTC_LIBPYTHON, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
     if (!Py_IsInitialized()) { /* else the host started it: embedded.py adds python_path */
         PyConfig config;
         PyConfig_InitPythonConfig(&config);
