@@ -15,7 +15,7 @@ from _octclassify import ffi, lib
 
 _PYTHON_PATH = ffi.string(lib._octc_python_path()).decode()
 try:
-    for _directory in _PYTHON_PATH.split(os.pathsep):
+    for _directory in filter(None, _PYTHON_PATH.split(os.pathsep)):  # "" would be the working directory
         site.addsitedir(_directory)
     import itertools
     import math

@@ -85,6 +85,11 @@ static char *find_python_path(void)
     char *path = NULL;
     size_t size = 0;
     FILE *out = open_memstream(&path, &size);
+    if (out == NULL) {
+        fclose(in);
+        snprintf(start_error, sizeof start_error, "out of memory");
+        return NULL;
+    }
     char line[PATH_MAX];
     const char *separator = "";
     while (fgets(line, sizeof line, in) != NULL) {
@@ -186,8 +191,9 @@ CFFI_DLLEXPORT octc_status octc_open(const char *bundle_path, const char *backen
         *out_handle = NULL;
     if (!python_ready())
         return OCTC_PYTHON_INIT_FAILED;
-    if (bundle_path == NULL || out_handle == NULL)
-        return fail(OCTC_NULL_POINTER, "octc_open: bundle_path and out_handle must not be NULL");
+    const char *null = bundle_path == NULL ? "bundle_path" : out_handle == NULL ? "out_handle" : NULL;
+    if (null != NULL)
+        return fail(OCTC_NULL_POINTER, "octc_open: %s is NULL", null);
     uint64_t handle = 0;
     octc_status status = _octc_py_open(bundle_path, backend_name != NULL ? backend_name : "auto", &handle);
     if (status == OCTC_OK)
@@ -206,9 +212,14 @@ CFFI_DLLEXPORT octc_status octc_classify(octc_classifier *handle, const void *vo
         clear_result(out_result);
     if (!python_ready())
         return OCTC_PYTHON_INIT_FAILED;
-    if (handle == NULL || voxels == NULL || spacing_mm == NULL || laterality == NULL || out_result == NULL)
-        return fail(OCTC_NULL_POINTER,
-                    "octc_classify: handle, voxels, spacing_mm, laterality and out_result must not be NULL");
+    const char *null = handle == NULL       ? "handle"
+                       : voxels == NULL     ? "voxels"
+                       : spacing_mm == NULL ? "spacing_mm"
+                       : laterality == NULL ? "laterality"
+                       : out_result == NULL ? "out_result"
+                                            : NULL;
+    if (null != NULL)
+        return fail(OCTC_NULL_POINTER, "octc_classify: %s is NULL", null);
     size_t item_size = dtype_size(dtype);
     if (item_size == 0)
         return fail(OCTC_UNKNOWN_DTYPE, "octc_classify: dtype %d is unknown: use OCTC_UINT8, OCTC_UINT16 or "
@@ -237,7 +248,7 @@ CFFI_DLLEXPORT octc_status octc_close(octc_classifier *handle)
     if (!python_ready())
         return OCTC_PYTHON_INIT_FAILED;
     if (handle == NULL)
-        return fail(OCTC_NULL_POINTER, "octc_close: handle must not be NULL");
+        return fail(OCTC_NULL_POINTER, "octc_close: handle is NULL");
     return _octc_py_close((uint64_t)(uintptr_t)handle);
 }
 
