@@ -93,7 +93,7 @@ typedef struct octc_classifier octc_classifier;
 
 /* Verify the bundle folder at bundle_path (every file's sha256) and load its networks into
    backend_name: "auto" (TensorRT when usable, else ONNX Runtime), "onnxruntime", "tensorrt" or
-   "torch"; NULL means "auto". The first call also starts Python (a few seconds). On success
+   "torch"; NULL means "auto". The first call into the library also starts Python. On success
    *out_handle is set; otherwise it is set to NULL. */
 octc_status octc_open(const char *bundle_path, const char *backend_name, octc_classifier **out_handle);
 
