@@ -1,0 +1,53 @@
+"""Stage 3: the SVM stacked on out-of-fold confidences.
+
+The stacker learns how far to trust each map's networks from confidences on eyes those networks did
+not see: a network's confidence on its own training eyes is near 1 and would teach the stacker to
+trust it blindly. So the training eyes are split into k folds by patient; the networks fitted
+without fold j (normative model included) give fold j's features (:func:`out_of_fold`), and the
+SVM is fitted on those. The networks shipped (and used on test eyes) are fitted on all training eyes.
+
+The SVM is scikit-learn's ``SVC`` (RBF kernel) in ``CalibratedClassifierCV`` (sigmoid), which
+``converters.svm.export_svm`` exports; the calibration folds are the same patient folds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.svm import SVC
+
+from training.splits import rest
+
+SVM_C = 1.0
+SVM_KERNEL = "rbf"
+CALIBRATION = "sigmoid"
+
+
+def out_of_fold(
+    n_eyes: int, folds: list[np.ndarray], fit: Callable, features: Callable
+) -> dict[str, np.ndarray]:
+    """Features of every eye from models that never saw it.
+
+    folds : held-out positions (into range(n_eyes)) of each fold, together covering every eye once.
+    fit(j, train_positions) -> model fitted on the positions outside fold j.
+    features(model, positions) -> {name: (len(positions), n_features)}.
+    Returns {name: (n_eyes, n_features)}: row i from the model of the fold holding i.
+    """
+    out: dict[str, np.ndarray] = {}
+    for j, held in enumerate(folds):
+        model = fit(j, rest(n_eyes, held))
+        for name, values in features(model, held).items():
+            out.setdefault(name, np.full((n_eyes, values.shape[1]), np.nan))[held] = values
+    return out
+
+
+def fit_stacker(features: np.ndarray, labels: np.ndarray, folds: list[np.ndarray]) -> CalibratedClassifierCV:
+    """Fit the stacker on out-of-fold ``features`` (n_eyes, 20) and class names ``labels`` (n_eyes,),
+    calibrating over ``folds`` (held-out positions). Its classes_ are the class names, sorted."""
+    cv = [(rest(len(labels), held), held) for held in folds]
+    stacker = CalibratedClassifierCV(
+        SVC(kernel=SVM_KERNEL, C=SVM_C, gamma="scale"), method=CALIBRATION, cv=cv
+    )
+    return stacker.fit(features, labels)
