@@ -110,12 +110,11 @@ def test_linear_float_volumes_are_log_compressed_first():
 
 
 def test_normative_deviation_separates_glaucoma_from_normal(normative):
-    normal = sdk.maps.extract(small_eye("normal", 40).volume, normative)
+    normals = [sdk.maps.extract(small_eye("normal", seed).volume, normative) for seed in (40, 42, 43)]
     fi = sdk.maps.extract(small_eye("FI", 41, severity=1.0).volume, normative)
-    assert abs(np.nanmedian(normal.rnfl_deviation)) < 1.0
-    assert np.nanmean(fi.rnfl_deviation < sdk.maps.Z_PERCENTILE_1) > 3 * np.nanmean(
-        normal.rnfl_deviation < sdk.maps.Z_PERCENTILE_1
-    )
+    assert abs(np.mean([np.nanmedian(m.rnfl_deviation) for m in normals])) < 1.0  # normal eyes centre on 0
+    below_1st = np.mean([np.nanmean(m.rnfl_deviation < sdk.maps.Z_PERCENTILE_1) for m in normals])
+    assert np.nanmean(fi.rnfl_deviation < sdk.maps.Z_PERCENTILE_1) > 3 * below_1st
     assert fi.stack().shape == (4, MAP_SIZE_PX, MAP_SIZE_PX)
 
 
