@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         "--input-px", type=int, default=224, help="network input side (default %(default)s)"
     )
     random_checkpoint.add_argument("--seed", type=int, default=0)
+    random_checkpoint.add_argument(
+        "--shared-trunk-blocks",
+        type=int,
+        default=0,
+        choices=range(6),
+        metavar="N",
+        help="stage-2 VGG blocks 1..N equal stage 1's, as trained with a shared trunk (default 0)",
+    )
     random_checkpoint.add_argument("--overwrite", action="store_true")
     _phantom_shape_option(random_checkpoint, "phantom eyes it is made from")
 
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     input_hw=(args.input_px, args.input_px),
                     seed=args.seed,
                     phantom_shape=args.phantom_shape,
+                    shared_trunk_blocks=args.shared_trunk_blocks,
                     overwrite=args.overwrite,
                 )
             )

@@ -12,10 +12,13 @@ The layout and manifest are documented in :mod:`sdk.bundle`. Steps:
    must be within 1e-4 of PyTorch, FP16 within 1e-2 of FP32, each with the same top class on
    >= 99% of the inputs the reference decides (:data:`TOLERANCES`,
    :class:`converters.verify.Agreement`), else ValueError and nothing is written.
-3. Stacking features and final probabilities of the golden eyes (numpy stacker), golden.npz;
+3. Per map, the two stages merged into one ONNX model (and its FP16 variant) that computes their
+   identical leading layers once (:mod:`converters.shared_trunk`); checked on the golden inputs to
+   give exactly what the two separate models give.
+4. Stacking features and final probabilities of the golden eyes (numpy stacker), golden.npz;
    stacker.npz and normative.npz copied byte for byte from the checkpoint; manifest.json with
    the measured agreement under ``provenance.checks``.
-4. The folder is written as a hidden temporary sibling of OUT_DIR, loaded with
+5. The folder is written as a hidden temporary sibling of OUT_DIR, loaded with
    ``sdk.bundle.Bundle.load`` (every check the SDK makes), then renamed into place.
 """
 
@@ -31,12 +34,15 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 
 import phantom
 import sdk
 from converters.fp16 import convert_to_fp16
-from converters.onnx_export import export_onnx, onnx_probabilities
+from converters.onnx_export import export_onnx, onnx_outputs, onnx_probabilities
+from converters.shared_trunk import OUTPUTS as MERGED_OUTPUTS
+from converters.shared_trunk import merge_stages
 from converters.verify import Agreement
 from sdk import maps
 from sdk.bundle import FORMAT, MANIFEST, SCHEMA_VERSION, Bundle, bundle_id, file_sha256, final_probabilities
@@ -64,6 +70,8 @@ TOLERANCES = {
 """Agreement a backend must reach with the PyTorch reference: at conversion (ONNX Runtime FP32 vs
 PyTorch, FP16 vs FP32) and in ``python -m converters verify`` (any backend vs golden.npz)."""
 VERSIONED = ("numpy", "scipy", "torch", "onnx", "onnxruntime")
+# a merged stage model computes what the separate ones do; ONNX Runtime may fuse its graph differently
+MERGED_TOLERANCE = {precision: 0.1 * limits["max_abs_probability"] for precision, limits in TOLERANCES.items()}
 STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
 
 _LOG = logging.getLogger(__name__)
@@ -130,6 +138,7 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
                     **entry,
                 }
             )
+    merged = [_merge(folder, map_name, inputs[:, m], checks) for m, map_name in enumerate(MAP_NAMES)]
     features = stack_features(stacking_features(), stage1, stage2)
     np.savez(
         folder / "golden.npz",
@@ -153,6 +162,7 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
         "preprocessing": preprocessing_constants(input_hw),
         "network": checkpoint.metadata["network"],
         "models": models,
+        "merged": merged,
         "stacker": {
             "file": "stacker.npz",
             "sha256": file_sha256(folder / "stacker.npz"),
@@ -256,6 +266,40 @@ def _convert(network: VGG16, name: str, folder: Path, x: np.ndarray, reference: 
         "output": {"name": described["output_name"], "shape": described["output_shape"], "dtype": "float32"},
     }
     return entry, {"fp32_vs_torch": fp32.to_dict(), "fp16_vs_fp32": fp16.to_dict()}
+
+
+def _merge(folder: Path, map_name: str, x: np.ndarray, checks: dict) -> dict:
+    """Write the map's merged stage model (FP32 and FP16), check it against the separate models on
+    ``x`` (n, 3, H, W) and return its manifest entry; ValueError if it differs."""
+    entry = {"map": map_name}
+    for precision, suffix in (("fp32", ".onnx"), ("fp16", ".fp16.onnx")):
+        parts = [folder / f"models/{map_name}.stage{stage}{suffix}" for stage in STAGES]
+        model, shared = merge_stages(onnx.load(parts[0]), onnx.load(parts[1]))
+        file = f"models/{map_name}.stages{suffix}"
+        onnx.save(model, folder / file)
+        merged_outputs = onnx_outputs(folder / file, x, list(MERGED_OUTPUTS))
+        difference = max(
+            float(np.max(np.abs(got - onnx_probabilities(part, x))))
+            for part, got in zip(parts, merged_outputs, strict=True)
+        )
+        if difference > MERGED_TOLERANCE[precision]:
+            raise ValueError(
+                f"{file} differs from the separate stage models by {difference:.2e}; bundle not written"
+            )
+        key = "" if precision == "fp32" else "_fp16"
+        entry.update(
+            {f"file{key}": file, f"sha256{key}": file_sha256(folder / file), "shared_conv_layers": shared}
+        )
+        checks[f"{map_name}.stages.{precision}"] = {
+            "shared_conv_layers": shared,
+            "max_abs_vs_separate": difference,
+        }
+    entry["input"] = {"name": INPUT_NAME, "shape": [1, *x.shape[1:]], "dtype": "float32"}
+    entry["outputs"] = {
+        name: {"shape": [1, len(STAGE_CLASSES[stage])], "dtype": "float32"}
+        for stage, name in zip(STAGES, MERGED_OUTPUTS, strict=True)
+    }
+    return entry
 
 
 def _move_into_place(work: Path, out: Path) -> None:

@@ -106,6 +106,12 @@ def onnx_probabilities(onnx_path: str | os.PathLike, inputs) -> np.ndarray:
     ``inputs``: (n, channels, height, width) float32 array or tensor, n a multiple of the model's
     static batch size (it is run in chunks of that size). Returns (n, num_classes) float32.
     """
+    return onnx_outputs(onnx_path, inputs)[0]
+
+
+def onnx_outputs(onnx_path: str | os.PathLike, inputs, names=None) -> list[np.ndarray]:
+    """Every output (or the outputs ``names``) of a one-input model run with ONNX Runtime on the CPU,
+    each (n, ...) float32, for ``inputs`` as in :func:`onnx_probabilities`."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
@@ -117,8 +123,8 @@ def onnx_probabilities(onnx_path: str | os.PathLike, inputs) -> np.ndarray:
             f"inputs have shape {x.shape}: expected (n, channels, height, width) with n a multiple of "
             f"the model's batch size {batch}"
         )
-    chunks = [session.run(None, {inp.name: x[i : i + batch]})[0] for i in range(0, len(x), batch)]
-    return np.concatenate(chunks)
+    chunks = [session.run(names, {inp.name: x[i : i + batch]}) for i in range(0, len(x), batch)]
+    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
 
 
 def check_against_torch(model: nn.Module, onnx_path: str | os.PathLike, inputs) -> float:

@@ -34,10 +34,11 @@ from converters.svm import export_svm
 from sdk import maps
 from sdk.labels import CLASSES, GLAUCOMA_TYPES, STAGE1_CLASSES, STAGE2_CLASSES
 from sdk.maps import MAP_NAMES, Normative
-from sdk.nets.vgg16 import VGG16, transfer_from
+from sdk.nets.vgg16 import VGG16, freeze_blocks, transfer_from
 from training.checkpoint import write_checkpoint
 
 STACKER_EYES_PER_CLASS = 30  # synthetic stacking samples per class
+TRAINING_DRIFT = 0.01  # fine-tuned stage-2 weights differ from stage 1 by this share of their spread
 LOGIT_SPREAD = 1.0  # sd of the input-dependent part of the rescaled logits
 
 
@@ -49,6 +50,7 @@ def make_random_checkpoint(
     seed: int = 0,
     n_normals: int = 4,
     phantom_shape: tuple[int, int, int] | None = None,
+    shared_trunk_blocks: int = 0,
     overwrite: bool = False,
 ) -> Path:
     """Write a checkpoint with random networks, a synthetic stacker and a phantom normative database.
@@ -63,6 +65,8 @@ def make_random_checkpoint(
         each glaucoma type rescale the heads.
     phantom_shape : (n_bscans, depth, n_ascans) of those eyes (default: phantom's full size; a small
         shape such as (32, 248, 128) is 30x faster, for tests).
+    shared_trunk_blocks : stage-2 VGG blocks 1..N keep the stage-1 weights; the later blocks are
+        perturbed a little, as training them would (0: every block differs).
 
     Returns the checkpoint path.
     """
@@ -82,6 +86,7 @@ def make_random_checkpoint(
     for m, map_name in enumerate(MAP_NAMES):
         stage1 = VGG16(len(STAGE1_CLASSES), width=width)
         stage2 = transfer_from(stage1, len(STAGE2_CLASSES))
+        _as_if_trained(stage2, shared_trunk_blocks)
         for stage, model in ((1, stage1), (2, stage2)):
             _spread_head(model.eval(), torch.from_numpy(inputs[:, m]))
             networks[(map_name, stage)] = model.state_dict()
@@ -118,10 +123,21 @@ def make_random_checkpoint(
         width=width,
         input_hw=input_hw,
         dropout=0.5,
-        shared_trunk_blocks=0,
+        shared_trunk_blocks=shared_trunk_blocks,
         provenance=provenance,
         overwrite=overwrite,
     )
+
+
+@torch.no_grad()
+def _as_if_trained(stage2: VGG16, shared_trunk_blocks: int) -> None:
+    """Perturb the stage-2 trunk beyond its first ``shared_trunk_blocks`` blocks by 1 % of each
+    tensor's spread, as fine-tuning would change it (frozen blocks stay the stage-1 weights)."""
+    frozen = set(freeze_blocks(stage2, shared_trunk_blocks))
+    for name, p in stage2.features.named_parameters():
+        p.requires_grad_(True)
+        if f"features.{name}" not in frozen:
+            p.add_(TRAINING_DRIFT * (p.std() + 1e-3) * torch.randn_like(p))
 
 
 @torch.no_grad()

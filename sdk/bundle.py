@@ -93,6 +93,21 @@ class ModelSpec:
     output_shape: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class MergedSpec:
+    """A map's two stages in one ONNX model that computes their identical leading layers once.
+
+    ``files`` maps precision to the ONNX path; input (1, 3, H, W) float32, outputs "stage1" (1, 2)
+    and "stage2" (1, 4) float32. ``shared_conv_layers`` is how many of the 13 convolutions run once.
+    """
+
+    map_name: str
+    files: dict[str, Path]
+    shared_conv_layers: int
+    input_name: str
+    input_shape: tuple[int, ...]
+
+
 class Bundle:
     """A verified bundle. Make one with :meth:`load`; the constructor trusts its arguments.
 
@@ -102,6 +117,7 @@ class Bundle:
     manifest : manifest.json as a dict.
     bundle_id : the manifest's content hash (64 hex digits).
     models : the 8 :class:`ModelSpec`, maps in MAP_NAMES order, stage 1 then stage 2 for each.
+    merged : the 4 :class:`MergedSpec`, one per map in MAP_NAMES order.
     stacker : :class:`sdk.stacking.SVMStacker`.
     normative : :class:`sdk.maps.Normative`.
     input_hw : (height, width) of the networks' input, px.
@@ -113,6 +129,7 @@ class Bundle:
         path: Path,
         manifest: dict,
         models: tuple[ModelSpec, ...],
+        merged: tuple[MergedSpec, ...],
         stacker: SVMStacker,
         normative: Normative,
     ):
@@ -120,6 +137,7 @@ class Bundle:
         self.manifest = manifest
         self.bundle_id = manifest["bundle_id"]
         self.models = models
+        self.merged = merged
         self.stacker = stacker
         self.normative = normative
         self.preprocessing = manifest["preprocessing"]
@@ -141,10 +159,11 @@ class Bundle:
         files = listed_files(manifest)
         _check_files(root, files)
         models = _check_contents(root, manifest)
+        merged = _check_merged(root, manifest, models)
         stacker = SVMStacker.load(root / manifest["stacker"]["file"])
         normative = Normative.load(root / manifest["normative"]["file"])
         _check_stacker(manifest, stacker)
-        return cls(root, manifest, models, stacker, normative)
+        return cls(root, manifest, models, merged, stacker, normative)
 
     def tolerances(self, precision: str) -> dict:
         """``{"max_abs_probability": float, "min_top1_agreement": float}`` for "fp32" or "fp16"."""
@@ -240,6 +259,7 @@ def listed_files(manifest: dict) -> dict[str, str]:
     try:
         entries = [(m["file"], m["sha256"]) for m in manifest["models"]]
         entries += [(m["file_fp16"], m["sha256_fp16"]) for m in manifest["models"]]
+        entries += [(m[f"file{k}"], m[f"sha256{k}"]) for m in manifest["merged"] for k in ("", "_fp16")]
         entries += [
             (manifest[part]["file"], manifest[part]["sha256"]) for part in ("stacker", "normative", "golden")
         ]
@@ -364,11 +384,49 @@ def _model_spec(root: Path, entry: dict) -> ModelSpec:
     )
 
 
+def _check_merged(root: Path, manifest: dict, models: tuple[ModelSpec, ...]) -> tuple[MergedSpec, ...]:
+    """The merged stage models: one per map, each taking the models' input and giving both stages."""
+    try:
+        merged = tuple(
+            MergedSpec(
+                map_name=str(entry["map"]),
+                files={"fp32": root / entry["file"], "fp16": root / entry["file_fp16"]},
+                shared_conv_layers=int(entry["shared_conv_layers"]),
+                input_name=str(entry["input"]["name"]),
+                input_shape=tuple(int(d) for d in entry["input"]["shape"]),
+            )
+            for entry in manifest["merged"]
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{MANIFEST} is malformed: a merged-model entry lacks or mistypes {e}") from None
+    if [spec.map_name for spec in merged] != list(MAP_NAMES):
+        raise BundleError(f"{MANIFEST}: merged models must be one per map, in {list(MAP_NAMES)} order")
+    for spec in merged:
+        wanted = [(spec.input_name, models[0].input_shape, "tensor(float)")] + [
+            (name, (1, len(STAGE_CLASSES[stage])), "tensor(float)")
+            for stage, name in ((1, "stage1"), (2, "stage2"))
+        ]
+        for precision in PRECISIONS:
+            _check_io(root, spec.files[precision], wanted)
+    return merged
+
+
 def _check_onnx_io(root: Path, spec: ModelSpec, precision: str) -> None:
     """The ONNX file's one input and one output: names, static shapes and float32 as in the manifest."""
+    _check_io(
+        root,
+        spec.files[precision],
+        [
+            (spec.input_name, spec.input_shape, "tensor(float)"),
+            (spec.output_name, spec.output_shape, "tensor(float)"),
+        ],
+    )
+
+
+def _check_io(root: Path, path: Path, wanted: list) -> None:
+    """An ONNX file's inputs and outputs, (name, shape, type) each, must be ``wanted``."""
     import onnxruntime as ort
 
-    path = spec.files[precision]
     name = path.relative_to(root).as_posix()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -377,10 +435,6 @@ def _check_onnx_io(root: Path, spec: ModelSpec, precision: str) -> None:
     except Exception as e:  # ONNX Runtime raises its own exception types for unreadable models
         raise BundleError(f"bundle file {name} is not a model ONNX Runtime can load ({e})") from None
     found = [(t.name, tuple(t.shape), t.type) for t in (*session.get_inputs(), *session.get_outputs())]
-    wanted = [
-        (spec.input_name, spec.input_shape, "tensor(float)"),
-        (spec.output_name, spec.output_shape, "tensor(float)"),
-    ]
     if found != wanted:
         raise BundleError(
             f"bundle file {name} has input and output {found} (name, shape, type) but {MANIFEST} says "

@@ -209,7 +209,7 @@ def test_sdk_backends_import_no_torch_onnx_or_tensorrt(bundle):
 
 def test_tensorrt_backend_wiring_with_stand_ins(bundle, inputs, monkeypatch, tmp_path, caplog):
     """The stand-in TensorRT 10.13 builds strongly typed from the FP16 ONNX and "runs" engines in
-    ONNX Runtime, so the backend must match the onnxruntime FP16 backend exactly."""
+    ONNX Runtime, so the backend must match the onnxruntime FP16 backend."""
     from sdk.engines import runtime
 
     cudart = fake_cudart()
@@ -241,8 +241,9 @@ def test_tensorrt_backend_wiring_with_stand_ins(bundle, inputs, monkeypatch, tmp
         runtime.trt_logger.cache_clear()
     with make_backend(bundle, "onnxruntime", "fp16") as ort:
         expected = run_all(ort, inputs)
-    np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(got[1], expected[1], rtol=0, atol=1e-6)
+    # onnxruntime runs each map's merged stage model, fused a little differently: not bit for bit
+    np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[1], expected[1], rtol=0, atol=1e-5)
 
 
 @pytest.mark.tensorrt

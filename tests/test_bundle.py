@@ -88,7 +88,8 @@ def test_layout_and_manifest(bundle_dir, checkpoint_dir):
     manifest = manifest_of(bundle_dir)
     files = sorted(p.relative_to(bundle_dir).as_posix() for p in bundle_dir.rglob("*") if p.is_file())
     models = [f"models/{m}.stage{s}{v}.onnx" for m in MAP_NAMES for s in (1, 2) for v in ("", ".fp16")]
-    assert files == sorted(["manifest.json", "stacker.npz", "normative.npz", "golden.npz", *models])
+    merged = [f"models/{m}.stages{v}.onnx" for m in MAP_NAMES for v in ("", ".fp16")]
+    assert files == sorted(["manifest.json", "stacker.npz", "normative.npz", "golden.npz", *models, *merged])
     assert manifest["schema_version"] == SCHEMA_VERSION and manifest["bundle_id"] == bundle_id(manifest)
     assert manifest["classes"] == list(CLASSES) and manifest["map_names"] == list(MAP_NAMES)
     assert manifest["preprocessing"] == json.loads(json.dumps(preprocessing_constants((PX, PX))))
@@ -111,7 +112,13 @@ def test_layout_and_manifest(bundle_dir, checkpoint_dir):
     assert {"sdk", "python", "numpy", "torch", "onnx", "onnxruntime"} <= set(
         provenance["converter"]["versions"]
     )
-    assert set(provenance["checks"]) == {m["name"] for m in manifest["models"]}
+    assert set(provenance["checks"]) == {m["name"] for m in manifest["models"]} | {
+        f"{m}.stages.{p}" for m in MAP_NAMES for p in ("fp32", "fp16")
+    }
+    for entry in manifest["merged"]:  # random stage-2 trunks drift from stage 1: nothing is shared
+        assert entry["shared_conv_layers"] == 0
+        assert entry["outputs"] == {"stage1": {"shape": [1, 2], "dtype": "float32"},
+                                    "stage2": {"shape": [1, 4], "dtype": "float32"}}
     assert manifest["network"]["width"] == WIDTH
     for name in ("stacker.npz", "normative.npz", "golden.npz"):  # plain arrays: loads without pickle
         with np.load(bundle_dir / name, allow_pickle=False) as z:

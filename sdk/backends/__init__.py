@@ -86,10 +86,22 @@ class Backend:
             )
         stage1 = np.empty((len(MAP_NAMES), len(STAGE1_CLASSES)), np.float32)
         stage2 = np.empty((len(MAP_NAMES), len(STAGE2_CLASSES)), np.float32)
-        for index, spec in enumerate(self.bundle.models):
-            m = MAP_NAMES.index(spec.map_name)
-            (stage1 if spec.stage == 1 else stage2)[m] = self._infer(index, x[m : m + 1])[0]
+        for m in range(len(MAP_NAMES)):
+            stage1[m], stage2[m] = self._infer_map(m, x[m : m + 1])
         return stage1, stage2
+
+    def _infer_map(self, index: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage-1 (2,) and stage-2 (4,) probabilities, float32, of map ``MAP_NAMES[index]`` for its
+        input x (1, 3, H, W) float32. By default: the map's two models one after the other."""
+        first, second = (
+            next(
+                i
+                for i, spec in enumerate(self.bundle.models)
+                if (spec.map_name, spec.stage) == (MAP_NAMES[index], s)
+            )
+            for s in (1, 2)
+        )
+        return self._infer(first, x)[0], self._infer(second, x)[0]
 
     def _infer(self, index: int, x: np.ndarray) -> np.ndarray:
         """Probabilities (1, C) float32 of ``bundle.models[index]`` for x (1, 3, H, W) float32."""

@@ -28,6 +28,7 @@ from sdk.bundle import Bundle
 from sdk.errors import BackendUnavailable
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+MERGED_OUTPUTS = ("stage1", "stage2")
 CPU_PROVIDER = "CPUExecutionProvider"
 
 _LOG = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_options = [_provider_options(p, precision, cache_dir) for p in requested]
+        # one session per map: the merged model computes both stages, their shared trunk once
         self._sessions = [
             ort.InferenceSession(
                 os.fspath(spec.files[precision]),
@@ -87,9 +89,9 @@ class OnnxRuntimeBackend(Backend):
                 providers=requested,
                 provider_options=provider_options,
             )
-            for spec in bundle.models
+            for spec in bundle.merged
         ]
-        self._io = [(s.get_inputs()[0].name, s.get_outputs()[0].name) for s in self._sessions]
+        self._inputs = [s.get_inputs()[0].name for s in self._sessions]
         attached = [p for p in requested if all(p in s.get_providers() for s in self._sessions)]
         not_attached = [p for p in requested if p not in attached]
         if not_attached:
@@ -105,9 +107,9 @@ class OnnxRuntimeBackend(Backend):
             "graph_optimization": "ORT_ENABLE_ALL",
         }
 
-    def _infer(self, index: int, x: np.ndarray) -> np.ndarray:
-        input_name, output_name = self._io[index]
-        return self._sessions[index].run([output_name], {input_name: x})[0]
+    def _infer_map(self, index: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        stage1, stage2 = self._sessions[index].run(list(MERGED_OUTPUTS), {self._inputs[index]: x})
+        return stage1[0], stage2[0]
 
     def _release(self) -> None:
         self._sessions = []
