@@ -71,7 +71,7 @@ TOLERANCES = {
 PyTorch, FP16 vs FP32) and in ``python -m converters verify`` (any backend vs golden.npz)."""
 VERSIONED = ("numpy", "scipy", "torch", "onnx", "onnxruntime")
 # a merged stage model computes what the separate ones do; ONNX Runtime may fuse its graph differently
-MERGED_TOLERANCE = {precision: 0.1 * limits["max_abs_probability"] for precision, limits in TOLERANCES.items()}
+MERGED_TOLERANCE = {precision: 0.1 * limit["max_abs_probability"] for precision, limit in TOLERANCES.items()}
 STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
 
 _LOG = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ import numpy as np
 from phantom.eye import DEFAULT_SHAPE, PROTOCOL_EXTENT_MM, TRUTH_SURFACES, Eye, Truth, make_eye
 from phantom.params import KINDS
 from sdk.errors import FileError, OCTError, UnsupportedFormat
+from sdk.files import write_atomically
 from sdk.io import write_dicom, write_npz
-from sdk.io._atomic import write_atomically
 
 TRUTH_FORMAT_VERSION = 1
 TRUTH_SUFFIX = ".truth.npz"

@@ -28,7 +28,7 @@ from phantom.eye import DEFAULT_SHAPE, TRUTH_SURFACES, make_eye
 from phantom.params import KINDS
 from sdk import maps
 from sdk.errors import FileError
-from sdk.io._atomic import write_atomically
+from sdk.files import write_atomically
 from sdk.maps import GCC_FIELD_MM, RNFL_FIELD_MM, Z_PERCENTILE_1, Z_PERCENTILE_5, Normative
 
 PROTOCOLS = ("wide", "exam")

@@ -60,6 +60,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from sdk.errors import BundleError
+from sdk.files import file_sha256
 from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES
 from sdk.maps import MAP_NAMES, Normative, preprocessing_constants
 from sdk.stacking import SVMStacker
@@ -71,7 +72,6 @@ PRECISIONS = ("fp32", "fp16")
 TOLERANCE_KEYS = ("max_abs_probability", "min_top1_agreement")
 STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib")
-_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -209,15 +209,6 @@ def bundle_id(manifest: dict) -> str:
     content = {key: value for key, value in manifest.items() if key != "bundle_id"}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(root: Path) -> dict:

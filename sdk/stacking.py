@@ -41,16 +41,15 @@ decision value; the arrays keep libsvm's own sign because libsvm's Platt scaling
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.special import expit
 
 from sdk.errors import BundleError, FileError
+from sdk.files import write_atomically
 
 FORMAT_VERSION = 1
 ESTIMATORS = ("SVC", "CalibratedClassifierCV")
@@ -120,23 +119,7 @@ class SVMStacker:
         Raises :class:`sdk.errors.FileError` if ``path`` exists and ``overwrite`` is False, or if it
         cannot be written.
         """
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileError(f"{path} exists: pass overwrite=True to replace it, or choose another path")
-        try:
-            descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        except OSError as error:
-            raise FileError(f"cannot write stacker file {path}: {error}") from error
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                np.savez(file, **self._arrays)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_name, path)
-        except OSError as error:
-            raise FileError(f"cannot write stacker file {path}: {error}") from error
-        finally:
-            Path(temp_name).unlink(missing_ok=True)
+        write_atomically(path, lambda file: np.savez(file, **self._arrays), overwrite=overwrite)
 
     def decision_function(self, X) -> np.ndarray:
         """The SVC's decision values, as scikit-learn's ``SVC.decision_function``.

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sdk.errors import FileError
+from sdk.files import file_sha256
 
 ENV_VAR = "OCTC_ENGINE_CACHE"
 DEFAULT_DIR = Path("~/.cache/octclassify/engines")
 CACHE_FORMAT = 1  # bump when the entry layout or the key material changes meaning
-_CHUNK_BYTES = 1 << 20
 
 _LOG = logging.getLogger(__name__)
 
@@ -89,15 +89,6 @@ def canonical_json(obj) -> str:
 def engine_key(material: dict) -> str:
     """Cache key of ``material``: hex sha256 of its canonical JSON (64 characters)."""
     return hashlib.sha256(canonical_json(material).encode("ascii")).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_atomic(path: str | os.PathLike, data) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from sdk import __version__
 from sdk.errors import InvalidVolume, OCTError, UnsupportedFormat
-from sdk.io._atomic import write_atomically
+from sdk.files import write_atomically
 from sdk.volume import PROTOCOLS, OCTVolume
 
 OPT_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.5.4"  # Ophthalmic Tomography Image Storage

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sdk.errors import UnsupportedFormat
-from sdk.io._atomic import write_atomically
+from sdk.files import write_atomically
 from sdk.volume import OCTVolume
 
 METADATA_KEYS = ("spacing_mm", "laterality", "protocol")

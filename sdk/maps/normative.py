@@ -7,13 +7,13 @@ significance map). Stored as plain arrays in an .npz (no pickle).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sdk.errors import BundleError, FileError
+from sdk.files import write_atomically
 from sdk.maps.geometry import GCC_FIELD_MM, MAP_SIZE_PX, RNFL_FIELD_MM
 
 FORMAT_VERSION = 1
@@ -56,9 +56,6 @@ class Normative:
 
     def save(self, path, *, overwrite: bool = False) -> None:
         """Write an .npz of plain arrays (atomically; never over an existing file unless asked)."""
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileError(f"{path} exists; pass overwrite=True to replace it")
         arrays = {key: getattr(self, key).astype(np.float32) for key in _KEYS}
         arrays.update(
             format_version=np.int64(FORMAT_VERSION),
@@ -67,12 +64,7 @@ class Normative:
             rnfl_field_mm=np.float64(RNFL_FIELD_MM),
             gcc_field_mm=np.float64(GCC_FIELD_MM),
         )
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda file: np.savez(file, **arrays), overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> Normative:

@@ -1,7 +1,8 @@
-"""Atomic, no-clobber file writing shared by the writers of :mod:`sdk.io`."""
+"""File helpers shared by the SDK: atomic, no-clobber writes and content hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Callable
@@ -36,3 +37,12 @@ def write_atomically(path, write: Callable[[BinaryIO], None], *, overwrite: bool
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
