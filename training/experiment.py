@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,12 @@ from training.cohort import CohortEye
 from training.hierarchy import APPROACH_TITLES, APPROACHES
 from training.maps_cache import load_maps
 from training.metrics import stage_accuracies, summarise
-from training.networks.fit import configure_torch
+from training.networks.fit import configure_torch, training_pool
 from training.options import add_arguments, resolve
 from training.pipeline import plan_folds, require_classes, train_stacked
 from training.presets import Preset
 from training.report import (
+    compute_summary,
     describe_cohort,
     fairness_notes,
     machine,
@@ -51,63 +53,77 @@ def run_experiment(
     cache_dir,
     seed: int,
     n_jobs: int | None = None,
+    workers: int = 1,
     progress: bool = True,
 ) -> dict:
-    """Run the comparison; returns the results (JSON-serialisable) that training.report writes."""
+    """Run the comparison; returns the results (JSON-serialisable) that training.report writes.
+
+    n_jobs : processes computing maps; workers : processes training networks (training_pool).
+    """
     labels = np.array([CLASSES.index(e.label) for e in eyes])
     patients = np.array([e.patient_id for e in eyes])
     require_classes(labels, "the cohort")
     maps = load_maps(eyes, cache_dir, n_jobs, progress)
     plans = plan_splits(labels, patients, np.flatnonzero(maps.gradable), preset, seed)
     runs = []
-    for plan in plans:
-        log.info(
-            "split %d/%d, %s training set: %d training eyes, %d test eyes",
-            plan["split"] + 1,
-            preset.n_splits,
-            plan["training_set"],
-            len(plan["train"]),
-            len(plan["test"]),
-        )
-        trained = train_stacked(
-            maps.thickness_um,
-            labels,
-            patients,
-            plan["train"],
-            plan["folds"],
-            APPROACHES,
-            preset.network,
-            derive_seed(seed, "train", plan["split"], plan["training_set"]),
-        )
-        test = plan["test"]
-        features = trained.final.features(maps.thickness_um[test], APPROACHES)
-        for approach in APPROACHES:
-            predicted = np.array(
-                [CLASSES.index(c) for c in trained.stackers[approach].predict(features[approach])]
-            )
-            runs.append(
-                {
-                    "split": plan["split"],
-                    "training_set": plan["training_set"],
-                    "approach": approach,
-                    "n_train": len(plan["train"]),
-                    "n_test": len(test),
-                    **summarise(labels[test], predicted),
-                    "stage_accuracy": stage_accuracies(features[approach], labels[test], approach),
-                    "best_epochs": _best_epochs(trained.final.logs),
-                }
-            )
+    with training_pool(workers) or nullcontext() as pool:
+        for plan in plans:
+            runs += _run_plan(plan, maps, labels, patients, preset, seed, pool)
     return {
         "preset": preset.name,
         "seed": seed,
         "settings": settings_summary(preset),
         "starting_weights": preset.network.starting_weights(),
+        "compute": compute_summary(workers),
         "cohort": describe_cohort(cohort, eyes, labels, maps),
         "approaches": APPROACH_TITLES,
         "runs": runs,
         "summary": summary_stats(runs, APPROACHES, TRAINING_SETS),
         "notes": fairness_notes(preset),
     }
+
+
+def _run_plan(plan: dict, maps, labels, patients, preset: Preset, seed: int, pool) -> list[dict]:
+    """Train every approach on one plan's training eyes; one result per approach on its test eyes."""
+    log.info(
+        "split %d/%d, %s training set: %d training eyes, %d test eyes",
+        plan["split"] + 1,
+        preset.n_splits,
+        plan["training_set"],
+        len(plan["train"]),
+        len(plan["test"]),
+    )
+    trained = train_stacked(
+        maps.thickness_um,
+        labels,
+        patients,
+        plan["train"],
+        plan["folds"],
+        APPROACHES,
+        preset.network,
+        derive_seed(seed, "train", plan["split"], plan["training_set"]),
+        pool,
+    )
+    test = plan["test"]
+    features = trained.final.features(maps.thickness_um[test], APPROACHES)
+    runs = []
+    for approach in APPROACHES:
+        predicted = np.array(
+            [CLASSES.index(c) for c in trained.stackers[approach].predict(features[approach])]
+        )
+        runs.append(
+            {
+                "split": plan["split"],
+                "training_set": plan["training_set"],
+                "approach": approach,
+                "n_train": len(plan["train"]),
+                "n_test": len(test),
+                **summarise(labels[test], predicted),
+                "stage_accuracy": stage_accuracies(features[approach], labels[test], approach),
+                "best_epochs": _best_epochs(trained.final.logs),
+            }
+        )
+    return runs
 
 
 def plan_splits(
@@ -149,9 +165,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     preset, eyes, cohort = resolve(parser, args)
-    configure_torch(args.threads)
+    configure_torch(1 if args.workers > 1 else None)
     start = time.perf_counter()
-    results = run_experiment(preset, eyes, cohort, cache_dir=args.cache_dir, seed=args.seed, n_jobs=args.jobs)
+    results = run_experiment(
+        preset, eyes, cohort, cache_dir=args.cache_dir, seed=args.seed, n_jobs=args.jobs, workers=args.workers
+    )
     results["command"] = " ".join(["python -m training.experiment", *argv])
     results["machine"] = machine()
     results["wall_time_s"] = round(time.perf_counter() - start, 1)

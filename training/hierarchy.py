@@ -15,17 +15,18 @@ same settings on the same eyes, and every approach gives 4 x 5 = 20 stacking fea
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sdk.files import file_sha256
 from sdk.labels import CLASSES, GLAUCOMA_TYPES, STAGE1_CLASSES, stacking_features
 from sdk.maps import MAP_NAMES, Normative
 from sdk.nets.vgg16 import VGG16, freeze_blocks, load_imagenet_features, transfer_from
 from training.data import NORMAL, fit_normative, network_inputs
-from training.maps_cache import file_sha256
 from training.networks.fit import FitLog, FitSettings, fit_network, predict_proba
 from training.seeds import derive_seed
 from training.splits import rest, take_patients
@@ -131,11 +132,14 @@ def fit_stage_models(
     approaches,
     settings: NetworkSettings,
     seed: int,
+    pool: Executor | None = None,
 ) -> StageModels:
     """Fit the normative model and every network the ``approaches`` need on ``eyes``.
 
     thickness_um : (n_cohort, 2, 224, 224) um; labels : (n_cohort,) class indices into CLASSES;
     patients : (n_cohort,) patient ids; eyes : indices of the training eyes.
+    pool : processes that train the four maps' networks in parallel (None: in this process); the
+    networks are the same either way, up to the floating-point effect of the thread count.
     """
     normative = fit_normative(thickness_um, labels, eyes)
     x = network_inputs(thickness_um[eyes], normative, settings.input_hw)
@@ -144,22 +148,36 @@ def fit_stage_models(
     val = take_patients(y, patients[eyes], round(settings.val_fraction * len(eyes)), rng)
     train = rest(len(eyes), val)
     needed = [name for name in NETWORK_ORDER if any(name in NETWORKS[a] for a in approaches)]
+    jobs = [
+        (x[:, m], y, train, val, needed, settings, derive_seed(seed, map_name))
+        for m, map_name in enumerate(MAP_NAMES)
+    ]
+    results = pool.map(_fit_map, *zip(*jobs, strict=True)) if pool else (_fit_map(*job) for job in jobs)
     networks, logs = {}, {}
-    for m, map_name in enumerate(MAP_NAMES):
-        for name in needed:
-            if name == "stage2_transfer":
-                model = transfer_from(networks[("stage1", map_name)], NUM_CLASSES[name])
-                if settings.shared_trunk_blocks:
-                    freeze_blocks(model, settings.shared_trunk_blocks)
-            else:
-                model = start_network(NUM_CLASSES[name], settings)
-            target = _targets(name, y)
-            t, v = train[target[train] >= 0], val[target[val] >= 0]
-            logs[(name, map_name)] = fit_network(
-                model, x[t, m], target[t], x[v, m], target[v], settings.fit, derive_seed(seed, name, map_name)
-            )
-            networks[(name, map_name)] = model
+    for map_name, fitted in zip(MAP_NAMES, results, strict=True):
+        for name, (model, log) in fitted.items():
+            networks[(name, map_name)], logs[(name, map_name)] = model, log
     return StageModels(normative, networks, np.asarray(eyes), logs, tuple(settings.input_hw))
+
+
+def _fit_map(
+    x, y, train, val, needed, settings: NetworkSettings, seed: int
+) -> dict[str, tuple[VGG16, FitLog]]:
+    """The networks ``needed`` of one map, from its images x (n_eyes, 3, height, width); train and val
+    are positions of the training and validation eyes."""
+    fitted: dict[str, tuple[VGG16, FitLog]] = {}
+    for name in needed:
+        if name == "stage2_transfer":
+            model = transfer_from(fitted["stage1"][0], NUM_CLASSES[name])
+            if settings.shared_trunk_blocks:
+                freeze_blocks(model, settings.shared_trunk_blocks)
+        else:
+            model = start_network(NUM_CLASSES[name], settings)
+        target = _targets(name, y)
+        t, v = train[target[train] >= 0], val[target[val] >= 0]
+        log = fit_network(model, x[t], target[t], x[v], target[v], settings.fit, derive_seed(seed, name))
+        fitted[name] = (model, log)
+    return fitted
 
 
 def start_network(num_classes: int, settings: NetworkSettings) -> VGG16:

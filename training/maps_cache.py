@@ -28,6 +28,7 @@ from tqdm import tqdm
 import phantom
 import sdk
 from sdk.errors import CohortError, OCTError
+from sdk.files import file_sha256, write_atomically
 from sdk.maps import MAP_SIZE_PX, extract
 from training.cohort import CohortEye
 
@@ -109,15 +110,12 @@ def _compute(eye: CohortEye, file: Path) -> None:
     except OCTError as error:
         raise CohortError(f"eye {eye.eye_id}: its volume cannot be mapped: {error}") from None
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(
-            f,
-            rnfl_thickness_um=maps.rnfl_thickness,
-            gcc_thickness_um=maps.gcc_thickness,
-            reasons=np.array(maps.quality.reasons, dtype=str),
-        )
-    os.replace(tmp, file)
+    arrays = {
+        "rnfl_thickness_um": maps.rnfl_thickness,
+        "gcc_thickness_um": maps.gcc_thickness,
+        "reasons": np.array(maps.quality.reasons, dtype=str),
+    }
+    write_atomically(file, lambda f: np.savez_compressed(f, **arrays), overwrite=True)
 
 
 @functools.cache
@@ -127,13 +125,4 @@ def _code_fingerprint(roots: tuple[Path, ...]) -> str:
         for file in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
             h.update(file.relative_to(root.parent).as_posix().encode())
             h.update(file.read_bytes())
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()

@@ -10,6 +10,7 @@ from pathlib import Path
 import phantom
 from training.cohort import CohortEye, from_phantom, read_csv
 from training.maps_cache import DEFAULT_CACHE_DIR
+from training.networks.fit import default_workers
 from training.presets import PRESETS, Preset
 
 
@@ -53,10 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jobs", type=int, default=os.cpu_count(), help="processes computing maps (default: all cores)"
     )
     parser.add_argument(
-        "--threads",
+        "--workers",
         type=int,
-        default=None,
-        help="torch threads for training (default: torch's choice, one per core)",
+        default=default_workers(),
+        help="processes training the four maps' networks in parallel, one torch thread each "
+        f"(default {default_workers()}: one per core, or 1 with a GPU)",
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,9 +95,11 @@ def train_stacked(
     approaches,
     settings: NetworkSettings,
     seed: int,
+    pool: Executor | None = None,
 ) -> Trained:
     """Fit the stage models of ``approaches`` on training eyes ``eyes`` and their stackers on
-    out-of-fold features (see the module docstring). Arrays as in training.hierarchy.fit_stage_models."""
+    out-of-fold features (see the module docstring). Arrays and ``pool`` as in
+    training.hierarchy.fit_stage_models."""
     fold_trained_on: list[np.ndarray] = []
 
     def fit(j: int, positions: np.ndarray) -> StageModels:
@@ -109,6 +112,7 @@ def train_stacked(
             approaches,
             settings,
             derive_seed(seed, "fold", j),
+            pool,
         )
         log.info(
             "fold %d/%d: %d networks on %d eyes in %.0f s",
@@ -127,7 +131,7 @@ def train_stacked(
     oof = out_of_fold(len(eyes), folds, fit, features)
     start = time.perf_counter()
     final = fit_stage_models(
-        thickness_um, labels, patients, eyes, approaches, settings, derive_seed(seed, "final")
+        thickness_um, labels, patients, eyes, approaches, settings, derive_seed(seed, "final"), pool
     )
     log.info(
         "final: %d networks on %d eyes in %.0f s", len(final.networks), len(eyes), time.perf_counter() - start

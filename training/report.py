@@ -13,13 +13,17 @@ import platform
 from pathlib import Path
 
 import numpy as np
+import sklearn
+import torch
 
+import sdk
 from sdk.labels import CLASSES
 from sdk.maps import MAP_NAMES
 from sdk.nets.vgg16 import VGG16, count_macs
 from training.hierarchy import APPROACH_TITLES
 from training.maps_cache import CohortMaps
 from training.metrics import WEIGHTED_ACCURACY_NOTE
+from training.networks.fit import DEVICE
 from training.presets import Preset
 from training.stacking import CALIBRATION, SVM_C, SVM_KERNEL
 
@@ -125,10 +129,17 @@ def summary_stats(runs: list[dict], approaches, training_sets) -> dict:
     return out
 
 
+def compute_summary(workers: int) -> dict:
+    """Where the networks were trained: device, training processes and torch threads in each."""
+    return {
+        "device": DEVICE.type,
+        "training_processes": workers,
+        "torch_threads_per_process": 1 if workers > 1 else torch.get_num_threads(),
+    }
+
+
 def machine() -> dict:
     """CPU, cores, memory, OS and library versions of this machine."""
-    import torch
-
     cpu = platform.processor()
     memory_gib = None
     if Path("/proc/cpuinfo").is_file():
@@ -143,7 +154,6 @@ def machine() -> dict:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "memory_gib": memory_gib,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "os": platform.platform(),
@@ -152,11 +162,7 @@ def machine() -> dict:
 
 
 def versions() -> dict:
-    import sklearn
-    import torch
-
-    import sdk
-
+    """Versions of Python, the libraries and the SDK."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -180,7 +186,7 @@ def write_report(results: dict, out_dir) -> list[Path]:
 def markdown(results: dict) -> str:
     """The report as markdown: settings, the mean +- sd table, per-map stage accuracies, confusion
     matrices, fairness and weighted-accuracy notes."""
-    s, cohort = results["settings"], results["cohort"]
+    s, cohort, c = results["settings"], results["cohort"], results["compute"]
     net = s["network"]
     fit = net["fit"]
     summary = results["summary"]
@@ -189,6 +195,8 @@ def markdown(results: dict) -> str:
         "",
         f"- Command: `{results.get('command', '')}` (seed {results['seed']})",
         f"- Machine: {_machine_line(results.get('machine'))}",
+        f"- Compute: {c['device']}, {c['training_processes']} training process(es) x "
+        f"{c['torch_threads_per_process']} torch thread(s)",
         f"- Wall time: {results.get('wall_time_s', 0) / 60:.1f} min, maps of new eyes included",
         f"- Starting weights: {results['starting_weights']}",
         f"- Networks: VGG16 width {net['width']:g} (channels {'-'.join(map(str, net['channels']))}), "
@@ -325,7 +333,7 @@ def _machine_line(m: dict | None) -> str:
         return "unknown"
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
     return (
-        f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), {m['memory_gib']} GiB{gpu}; "
+        f"{m['cpu']}, {m['cores']} cores {m['memory_gib']} GiB{gpu}; "
         f"{m['os']}; Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, "
         f"scikit-learn {m['scikit_learn']}"
     )

@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,11 @@ from training.checkpoint import write_checkpoint
 from training.cohort import CohortEye
 from training.maps_cache import load_maps
 from training.metrics import stage_accuracies, summarise
-from training.networks.fit import configure_torch
+from training.networks.fit import configure_torch, training_pool
 from training.options import add_arguments, resolve
 from training.pipeline import Trained, plan_folds, require_classes, train_stacked
 from training.presets import Preset
-from training.report import describe_cohort, settings_summary, versions
+from training.report import compute_summary, describe_cohort, settings_summary, versions
 from training.seeds import derive_seed
 from training.splits import patient_folds, rest
 from training.stacking import fit_stacker
@@ -51,12 +52,14 @@ def train_checkpoint(
     cache_dir,
     seed: int,
     n_jobs: int | None = None,
+    workers: int = 1,
     overwrite: bool = False,
     progress: bool = True,
     command: str = "",
 ) -> Path:
     """Train approach 3 on every gradable eye and write the checkpoint directory ``out``.
 
+    n_jobs : processes computing maps; workers : processes training networks (training_pool).
     Raises FileError (``out`` holds files and not ``overwrite``) or CohortError before training."""
     start = time.perf_counter()
     out = Path(out)
@@ -70,16 +73,18 @@ def train_checkpoint(
     folds = plan_folds(
         labels, patients, train, preset.k_folds, derive_seed(seed, "folds"), "the gradable eyes"
     )
-    trained = train_stacked(
-        maps.thickness_um,
-        labels,
-        patients,
-        train,
-        folds,
-        (APPROACH,),
-        preset.network,
-        derive_seed(seed, "train"),
-    )
+    with training_pool(workers) or nullcontext() as pool:
+        trained = train_stacked(
+            maps.thickness_um,
+            labels,
+            patients,
+            train,
+            folds,
+            (APPROACH,),
+            preset.network,
+            derive_seed(seed, "train"),
+            pool,
+        )
     networks = {
         (map_name, stage): _state(trained, name, map_name)
         for map_name in MAP_NAMES
@@ -92,6 +97,7 @@ def train_checkpoint(
         "cohort": describe_cohort(cohort, eyes, labels, maps),
         "training_eyes": len(train),
         "seeds": {"run": seed, "start": preset.network.start_seed},
+        "compute": compute_summary(workers),
         "starting_weights": preset.network.starting_weights(),
         "settings": settings_summary(preset),
         "versions": versions(),
@@ -156,7 +162,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     preset, eyes, cohort = resolve(parser, args)
-    configure_torch(args.threads)
+    configure_torch(1 if args.workers > 1 else None)
     path = train_checkpoint(
         preset,
         eyes,
@@ -165,6 +171,7 @@ def main(argv: list[str] | None = None) -> Path:
         cache_dir=args.cache_dir,
         seed=args.seed,
         n_jobs=args.jobs,
+        workers=args.workers,
         overwrite=args.overwrite,
         command=" ".join(["python -m training.train", *argv]),
     )
