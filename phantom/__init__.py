@@ -9,6 +9,15 @@ from phantom.eye import DEFAULT_SHAPE, PROTOCOL_EXTENT_MM, Eye, Truth, make_eye
 from phantom.params import GLAUCOMA_KINDS, KINDS, EyeParams
 
 __all__ = [
-    "make_eye", "cohort", "EyeSpec", "TYPE_MIX", "Eye", "Truth", "EyeParams", "KINDS", "GLAUCOMA_KINDS",
-    "DEFAULT_SHAPE", "PROTOCOL_EXTENT_MM",
+    "make_eye",
+    "cohort",
+    "EyeSpec",
+    "TYPE_MIX",
+    "Eye",
+    "Truth",
+    "EyeParams",
+    "KINDS",
+    "GLAUCOMA_KINDS",
+    "DEFAULT_SHAPE",
+    "PROTOCOL_EXTENT_MM",
 ]

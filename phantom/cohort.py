@@ -43,9 +43,14 @@ class EyeSpec:
         return make_eye(self.kind, self.seed, self.laterality, self.protocol, self.shape, **overrides)
 
 
-def cohort(n_normal: int = PAPER_N_NORMAL, n_glaucoma: int = PAPER_N_GLAUCOMA, seed: int = 0,
-           grader_noise: float = 0.0, protocol: str = "wide",
-           shape: tuple[int, int, int] | None = None) -> list[EyeSpec]:
+def cohort(
+    n_normal: int = PAPER_N_NORMAL,
+    n_glaucoma: int = PAPER_N_GLAUCOMA,
+    seed: int = 0,
+    grader_noise: float = 0.0,
+    protocol: str = "wide",
+    shape: tuple[int, int, int] | None = None,
+) -> list[EyeSpec]:
     """Eye specifications of a cohort, deterministic per seed.
 
     Parameters
@@ -75,8 +80,19 @@ def cohort(n_normal: int = PAPER_N_NORMAL, n_glaucoma: int = PAPER_N_GLAUCOMA, s
             if kind != "normal" and rng.random() < grader_noise:
                 label = str(rng.choice([k for k in GLAUCOMA_KINDS if k != kind]))
             pid = f"P{seed:03d}-{patient:04d}"
-            specs.append(EyeSpec(f"{pid}-{laterality}", pid, kind, label, patient_seed, laterality, severity,
-                                 protocol, shape))
+            specs.append(
+                EyeSpec(
+                    f"{pid}-{laterality}",
+                    pid,
+                    kind,
+                    label,
+                    patient_seed,
+                    laterality,
+                    severity,
+                    protocol,
+                    shape,
+                )
+            )
         patient += 1
         i += 2 if pair else 1
     return specs

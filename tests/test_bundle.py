@@ -117,8 +117,10 @@ def test_layout_and_manifest(bundle_dir, checkpoint_dir):
     }
     for entry in manifest["merged"]:  # random stage-2 trunks drift from stage 1: nothing is shared
         assert entry["shared_conv_layers"] == 0
-        assert entry["outputs"] == {"stage1": {"shape": [1, 2], "dtype": "float32"},
-                                    "stage2": {"shape": [1, 4], "dtype": "float32"}}
+        assert entry["outputs"] == {
+            "stage1": {"shape": [1, 2], "dtype": "float32"},
+            "stage2": {"shape": [1, 4], "dtype": "float32"},
+        }
     assert manifest["network"]["width"] == WIDTH
     for name in ("stacker.npz", "normative.npz", "golden.npz"):  # plain arrays: loads without pickle
         with np.load(bundle_dir / name, allow_pickle=False) as z:

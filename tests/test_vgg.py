@@ -1,4 +1,4 @@
-"""sdk.nets.vgg16: torchvision-compatible VGG16 trunk, small head, ImageNet start, transfer, freezing, MACs."""
+"""sdk.nets.vgg16: torchvision-compatible VGG16 trunk, small head, ImageNet start, transfer, freezing."""
 
 import pytest
 import torch

@@ -52,9 +52,19 @@ def network_file(map_name: str, stage: int) -> str:
     return f"networks/{map_name}.stage{stage}.npz"
 
 
-def write_checkpoint(path, networks: dict, stacker_arrays: dict, normative: Normative, *, width: float,
-                     input_hw, dropout: float, shared_trunk_blocks: int, provenance: dict,
-                     overwrite: bool = False) -> Path:
+def write_checkpoint(
+    path,
+    networks: dict,
+    stacker_arrays: dict,
+    normative: Normative,
+    *,
+    width: float,
+    input_hw,
+    dropout: float,
+    shared_trunk_blocks: int,
+    provenance: dict,
+    overwrite: bool = False,
+) -> Path:
     """Write a checkpoint directory.
 
     networks : {(map_name, stage): state dict of torch tensors or numpy arrays} for every map and stage.
@@ -69,7 +79,9 @@ def write_checkpoint(path, networks: dict, stacker_arrays: dict, normative: Norm
         raise ValueError(f"checkpoint needs every map and stage; missing {missing}")
     (path / "networks").mkdir(parents=True, exist_ok=True)
     for (map_name, stage), state in networks.items():
-        arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in state.items()}
+        arrays = {
+            k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in state.items()
+        }
         np.savez(path / network_file(map_name, stage), **arrays)
     np.savez(path / "stacker.npz", **stacker_arrays)
     normative.save(path / "normative.npz", overwrite=overwrite)
@@ -80,9 +92,14 @@ def write_checkpoint(path, networks: dict, stacker_arrays: dict, normative: Norm
         "map_names": list(MAP_NAMES),
         "stage_classes": {"1": list(STAGE1_CLASSES), "2": list(STAGE2_CLASSES)},
         "stacking_features": list(stacking_features()),
-        "network": {"arch": "vgg16", "width": float(width), "input_hw": [int(input_hw[0]), int(input_hw[1])],
-                    "head": "global average pool, dropout, linear", "dropout": float(dropout),
-                    "shared_trunk_blocks": int(shared_trunk_blocks)},
+        "network": {
+            "arch": "vgg16",
+            "width": float(width),
+            "input_hw": [int(input_hw[0]), int(input_hw[1])],
+            "head": "global average pool, dropout, linear",
+            "dropout": float(dropout),
+            "shared_trunk_blocks": int(shared_trunk_blocks),
+        },
         "provenance": provenance,
     }
     tmp = path / ".checkpoint.json.tmp"
@@ -99,11 +116,15 @@ def read_checkpoint(path) -> Checkpoint:
         raise FileError(f"{path} is not a checkpoint directory: {meta_file.name} is missing")
     metadata = json.loads(meta_file.read_text())
     if metadata.get("format") != FORMAT or metadata.get("version") != VERSION:
-        raise ValueError(f"{meta_file} is format {metadata.get('format')!r} version {metadata.get('version')!r}; "
-                         f"this converter reads {FORMAT!r} version {VERSION}")
+        raise ValueError(
+            f"{meta_file} is format {metadata.get('format')!r} version {metadata.get('version')!r}; "
+            f"this converter reads {FORMAT!r} version {VERSION}"
+        )
     if tuple(metadata["classes"]) != CLASSES or tuple(metadata["map_names"]) != MAP_NAMES:
-        raise ValueError(f"{meta_file}: classes {metadata['classes']} / maps {metadata['map_names']} differ from "
-                         f"this SDK's {list(CLASSES)} / {list(MAP_NAMES)}")
+        raise ValueError(
+            f"{meta_file}: classes {metadata['classes']} / maps {metadata['map_names']} differ from "
+            f"this SDK's {list(CLASSES)} / {list(MAP_NAMES)}"
+        )
     networks = {}
     for map_name in MAP_NAMES:
         for stage in STAGES:
@@ -112,5 +133,10 @@ def read_checkpoint(path) -> Checkpoint:
                 raise FileError(f"checkpoint {path} lacks {file.relative_to(path)}")
             with np.load(file, allow_pickle=False) as z:
                 networks[(map_name, stage)] = {k: z[k] for k in z.files}
-    return Checkpoint(path, metadata, networks, SVMStacker.load(path / "stacker.npz"),
-                      Normative.load(path / "normative.npz"))
+    return Checkpoint(
+        path,
+        metadata,
+        networks,
+        SVMStacker.load(path / "stacker.npz"),
+        Normative.load(path / "normative.npz"),
+    )
