@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -19,7 +20,7 @@ from training.checkpoint import read_checkpoint
 from training.cohort import from_phantom
 from training.data import network_inputs
 from training.hierarchy import APPROACHES
-from training.maps_cache import load_maps
+from training.maps_cache import cache_key, load_maps
 from training.metrics import accuracy, balanced_accuracy, cohen_kappa, confusion
 from training.presets import PRESETS
 from training.splits import patient_folds, take_patients
@@ -107,6 +108,14 @@ def test_out_of_fold_features_come_from_models_that_never_saw_the_eye():
     assert oof["memory"].shape == (10, 1)
     assert np.all(oof["memory"] == 0.0)
     assert fitted_on == [set(range(10)) - set(f.tolist()) for f in folds]
+
+
+def test_cache_key_depends_on_the_volume_only():
+    eye = smoke_eyes()[0]
+    regraded = dataclasses.replace(eye, label="FI", eye_id="other", patient_id="other")
+    assert cache_key(regraded) == cache_key(eye)
+    other = dataclasses.replace(eye, source=dataclasses.replace(eye.source, seed=eye.source.seed + 1))
+    assert cache_key(other) != cache_key(eye)
 
 
 # bad input: CohortError before any training ---------------------------------------------------------

@@ -6,12 +6,13 @@ determines: the RNFL and GCC thickness maps and the quality verdict.
 
 A cache entry is keyed by content: the volume (a phantom eye's full specification, or the bytes of
 a volume file and its laterality) together with a fingerprint of the source code that turns it into
-maps (sdk.retina, sdk.maps, sdk.io, sdk.volume, and phantom for phantom eyes). Changing any of them
-gives new keys, so a stale entry is never read. Entries are written atomically.
+maps (the syntax trees of sdk.retina, sdk.maps, sdk.io, sdk.volume, and phantom for phantom eyes).
+Changing any of them gives new keys, so a stale entry is never read. Entries are written atomically.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -120,9 +121,11 @@ def _compute(eye: CohortEye, file: Path) -> None:
 
 @functools.cache
 def _code_fingerprint(roots: tuple[Path, ...]) -> str:
+    """sha256 of the syntax trees of the Python files under ``roots``: reformatting or editing a
+    comment keeps the key, any change to the code (or a docstring) gives a new one."""
     h = hashlib.sha256()
     for root in roots:
         for file in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
             h.update(file.relative_to(root.parent).as_posix().encode())
-            h.update(file.read_bytes())
+            h.update(ast.dump(ast.parse(file.read_bytes())).encode())
     return h.hexdigest()

@@ -333,7 +333,7 @@ def _machine_line(m: dict | None) -> str:
         return "unknown"
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
     return (
-        f"{m['cpu']}, {m['cores']} cores {m['memory_gib']} GiB{gpu}; "
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB{gpu}; "
         f"{m['os']}; Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, "
         f"scikit-learn {m['scikit_learn']}"
     )
