@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sdk.files import file_sha256
-from sdk.labels import CLASSES, GLAUCOMA_TYPES, STAGE1_CLASSES, stacking_features
+from sdk.labels import CLASSES, GLAUCOMA_TYPES, STAGE1_CLASSES
 from sdk.maps import MAP_NAMES, Normative
 from sdk.nets.vgg16 import VGG16, freeze_blocks, load_imagenet_features, transfer_from
 from training.data import NORMAL, fit_normative, network_inputs
@@ -99,7 +99,8 @@ class StageModels:
 
     def features(self, thickness_um: np.ndarray, approaches) -> dict[str, np.ndarray]:
         """Stacking features (n_eyes, 20) float64 of each approach, for eyes with thickness maps
-        (n_eyes, 2, 224, 224) um; column order as :func:`feature_names`."""
+        (n_eyes, 2, 224, 224) um. Columns: per map in MAP_NAMES order, the flat network's P(normal, FI,
+        GE, MY, SS), or stage-1 P(normal) then stage-2 P(FI, GE, MY, SS) (sdk.labels.stacking_features())."""
         x = network_inputs(thickness_um, self.normative, self.input_hw)
         probs = {
             key: predict_proba(model, x[:, MAP_NAMES.index(key[1])]) for key, model in self.networks.items()
@@ -115,13 +116,6 @@ class StageModels:
                     columns += [probs[(stage1, map_name)][:, :1], probs[(stage2, map_name)]]
             out[approach] = np.hstack(columns)
         return out
-
-
-def feature_names(approach: str) -> tuple[str, ...]:
-    """Names of an approach's 20 stacking features (hierarchical: sdk.labels.stacking_features())."""
-    if approach == "flat":
-        return tuple(f"{m}.flat.{c}" for m in MAP_NAMES for c in CLASSES)
-    return stacking_features()
 
 
 def fit_stage_models(
