@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdk.retina.chunks import for_blocks
 from sdk.volume import OCTVolume
 
 WORKING_LATERAL_MM = 0.04  # segmentation works on A-scans binned to about 40 um
@@ -85,22 +86,31 @@ def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:
 
 
 def _block_mean(data: np.ndarray, factor: int, axis: int) -> np.ndarray:
-    """float32 mean of consecutive groups of ``factor`` samples along ``axis`` (length divisible)."""
+    """float32 mean of consecutive groups of ``factor`` samples along ``axis`` (length divisible, not
+    the first axis), B-scans (the first axis) in parallel blocks."""
+    shape = list(data.shape)
+    shape[axis] //= factor
+    out = np.empty(shape, np.float32)
 
-    def part(i):
+    def part(block, i):
         index = [slice(None)] * data.ndim
         index[axis] = slice(i, None, factor)
-        return data[tuple(index)]
+        return block[tuple(index)]
 
-    total = part(0).astype(np.float32)
-    for i in range(1, factor):
-        total += part(i)
-    total *= 1.0 / factor
-    return total
+    def average(lo, hi, *_):
+        block, total = data[lo:hi], out[lo:hi]
+        np.copyto(total, part(block, 0))
+        for i in range(1, factor):
+            total += part(block, i)
+        total *= 1.0 / factor
+
+    for_blocks(average, data.shape[0])
+    return out
 
 
 def bin_ascans(data: np.ndarray, spacing_mm) -> tuple[np.ndarray, int]:
-    """Average groups of neighbouring A-scans to about 40 um spacing: (binned float32 volume, factor).
+    """Average groups of neighbouring A-scans (the last axis: a volume (n_bscans, depth, n_ascans) or
+    an en-face map (n_bscans, n_ascans)) to about 40 um spacing: (binned float32 array, factor).
 
     The factor is 1 (no copy) when A-scans are already that far apart. Trailing A-scans that do
     not fill a group are averaged on their own.
@@ -108,12 +118,12 @@ def bin_ascans(data: np.ndarray, spacing_mm) -> tuple[np.ndarray, int]:
     factor = max(1, int(round(WORKING_LATERAL_MM / spacing_mm[2])))
     if factor == 1:
         return data, 1
-    n_b, depth, n_a = data.shape
+    n_a = data.shape[-1]
     full = n_a // factor * factor
-    binned = _block_mean(data[:, :, :full], factor, axis=2)
+    binned = _block_mean(data[..., :full], factor, axis=data.ndim - 1)
     if full < n_a:
-        rest = data[:, :, full:].mean(axis=2, keepdims=True, dtype=np.float32)
-        binned = np.concatenate([binned, rest], axis=2)
+        rest = data[..., full:].mean(axis=-1, keepdims=True, dtype=np.float32)
+        binned = np.concatenate([binned, rest], axis=-1)
     return binned, factor
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter, gaussian_filter1d, median_filter
 
+from sdk.retina.chunks import for_blocks
 from sdk.retina.intensity import Coarse, Levels
 from sdk.retina.paths import best_path, refine_subpixel
 
@@ -42,6 +43,7 @@ EDGE_HALF_WIDTH_UM = 8.0  # an edge is the mean of this much below minus this mu
 STEP_PENALTY = 0.01  # per px of change between A-scans, in units of (tissue - background)
 MAX_SLOPE = 0.3  # steepest inner-layer slope relative to the ILM (foveal pit walls), um axial per um lateral
 WINDOW_PAD = 32  # rows: the longest window (edge half-width, ONL probe) an edge score may use
+GAUSSIAN_TRUNCATE = 4.0  # the smoothing kernel reaches this many sd (scipy's default)
 OUTSIDE_COST = 100.0  # cost of a row outside a boundary's allowed region (a soft limit keeps paths feasible)
 
 
@@ -98,8 +100,8 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     bm_in_band = band.offset_of(bm_band.depth_of(bm))
     dark_below = px(ONL_PROBE_UM)
 
-    def onl(r0, r1):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
-        return band.fall(r0, r1) - (band.mean_below(dark_below, r0, r1) - levels.background)
+    def onl(r0, r1, bscans):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
+        return band.fall(r0, r1, bscans) - (band.mean_below(dark_below, r0, r1, bscans) - levels.background)
 
     opl_onl, opl_contrast = band.trace(
         onl, ilm + 2, bm_in_band - px(PHOTORECEPTORS_MIN_UM), steep, contrast_of=band.fall
@@ -135,60 +137,86 @@ class _Band:
         self.k = k
         self.scale = scale  # grey-level unit of path costs: tissue level - background
         self.start = np.round(reference_px.T).astype(np.intp) + first
-        rows = np.clip(self.start[:, :, None] + np.arange(self.rows)[None, None, :], 0, depth - 1)
-        flat = rows * n_a + (np.arange(n_b) * (depth * n_a))[None, :, None] + np.arange(n_a)[:, None, None]
-        smooth = gaussian_filter(np.take(data.reshape(-1), flat).astype(np.float32), sigma)
-        # cumulative sums along rows, clamped beyond both ends so window sums are plain slices
         self.cumulative = np.empty((n_a, n_b, self.rows + 2 * WINDOW_PAD + 1), np.float32)
-        self.cumulative[..., : WINDOW_PAD + 1] = 0.0
-        last = WINDOW_PAD + 1 + self.rows
-        np.cumsum(smooth, axis=2, out=self.cumulative[..., WINDOW_PAD + 1 : last])
-        self.cumulative[..., last:] = self.cumulative[..., last - 1 : last]
-        self._edge = None
+        self.edge = np.empty((n_a, n_b, self.rows), np.float32)
+        halo = int(GAUSSIAN_TRUNCATE * sigma[0] + 0.5)  # the smoothing kernel's radius along A-scans
+        for_blocks(lambda *block: self._fill(data, sigma, *block), n_a, halo)
 
-    def _window_sum(self, r0, r1, offset, length):
+    def _fill(self, data, sigma, lo, hi, read_lo, read_hi):
+        """Gather, smooth and sum the rows of A-scans [lo, hi), reading [read_lo, read_hi), and find
+        their edges."""
+        n_b, depth, n_a = data.shape
+        start = self.start[read_lo:read_hi]
+        rows = np.clip(start[:, :, None] + np.arange(self.rows)[None, None, :], 0, depth - 1)
+        flat = (
+            rows * n_a
+            + (np.arange(n_b) * (depth * n_a))[None, :, None]
+            + np.arange(read_lo, read_hi)[:, None, None]
+        )
+        gathered = np.take(data.reshape(-1), flat).astype(np.float32)
+        smooth = gaussian_filter(gathered, sigma, truncate=GAUSSIAN_TRUNCATE)[lo - read_lo : hi - read_lo]
+        # cumulative sums along rows, clamped beyond both ends so window sums are plain slices
+        cumulative = self.cumulative[lo:hi]
+        cumulative[..., : WINDOW_PAD + 1] = 0.0
+        last = WINDOW_PAD + 1 + self.rows
+        np.cumsum(smooth, axis=2, out=cumulative[..., WINDOW_PAD + 1 : last])
+        cumulative[..., last:] = cumulative[..., last - 1 : last]
+        block = slice(lo, hi)
+        below, n_below = self._window_sum(0, self.rows, 0, self.k, block=block)
+        above, n_above = self._window_sum(0, self.rows, -self.k, self.k, block=block)
+        self.edge[lo:hi] = below / n_below - above / n_above
+
+    def _window_sum(self, r0, r1, offset, length, bscans=slice(None), block=slice(None)):
         """Sum of smoothed rows j+offset .. j+offset+length-1 for j in [r0, r1), clipped to the band,
-        and the number of rows summed."""
+        of the A-scans ``block`` and the B-scans ``bscans``, and the number of rows summed."""
         j = np.arange(r0, r1)
         count = np.maximum(np.clip(j + offset + length, 0, self.rows) - np.clip(j + offset, 0, self.rows), 1)
         assert -WINDOW_PAD <= offset and offset + length <= WINDOW_PAD, "window longer than the padding"
         first = WINDOW_PAD + r0 + offset
         n = r1 - r0
-        return self.cumulative[..., first + length : first + length + n] - self.cumulative[
+        cumulative = self.cumulative[block, bscans]
+        return cumulative[..., first + length : first + length + n] - cumulative[
             ..., first : first + n
         ], count
 
-    def rise(self, r0, r1):
-        """Edge (dark-to-bright positive) at rows [r0, r1), computed once for the whole band."""
-        if self._edge is None:
-            below, n_below = self._window_sum(0, self.rows, 0, self.k)
-            above, n_above = self._window_sum(0, self.rows, -self.k, self.k)
-            self._edge = below / n_below - above / n_above
-        return self._edge[..., r0:r1]
+    def rise(self, r0, r1, bscans):
+        """Edge (dark-to-bright positive) at rows [r0, r1) of the B-scans ``bscans``."""
+        return self.edge[:, bscans, r0:r1]
 
-    def fall(self, r0, r1):
-        return -self.rise(r0, r1)
+    def fall(self, r0, r1, bscans):
+        return -self.rise(r0, r1, bscans)
 
-    def mean_below(self, length, r0, r1):
-        total, n = self._window_sum(r0, r1, 0, length)
+    def mean_below(self, length, r0, r1, bscans):
+        total, n = self._window_sum(r0, r1, 0, length, bscans)
         return total / n
 
     def trace(self, score, low, high, max_step, contrast_of=None):
-        """Best path (float rows, sub-pixel) where ``score(r0, r1)`` is high, between rows ``low``
-        and ``high`` (numbers or (n_ascans, n_bscans) arrays; a soft limit), and the edge step of
-        ``contrast_of`` (default ``score``) along it, zero where negative."""
+        """Best path (float rows, sub-pixel) where ``score(r0, r1, bscans)`` is high, between rows
+        ``low`` and ``high`` (numbers or (n_ascans, n_bscans) arrays; a soft limit), and the edge step
+        of ``contrast_of`` (default ``score``) along it, zero where negative. B-scans are independent:
+        blocks of them are traced in parallel."""
         low = np.broadcast_to(np.ceil(low), self.start.shape)
         high = np.broadcast_to(np.floor(high), self.start.shape)
         r0 = int(np.clip(low.min(), 0, self.rows - 1))
         r1 = int(np.clip(high.max() + 1, r0 + 1, self.rows))
-        values = score(r0, r1) / self.scale
-        j = np.arange(r0, r1)
-        inside = (j >= low[..., None]) & (j <= high[..., None])
-        cost = np.where(inside, -values, OUTSIDE_COST)
-        rows = best_path(cost, max_step, STEP_PENALTY)
-        edge = values if contrast_of is None else contrast_of(r0, r1) / self.scale
-        step = np.take_along_axis(edge, rows[..., None], axis=2)[..., 0] * self.scale
-        return refine_subpixel(-cost, rows) + r0, np.maximum(step, 0.0)
+        path = np.empty(self.start.shape)
+        step = np.empty(self.start.shape, np.float32)
+
+        def trace_block(lo, hi, *_):
+            bscans = slice(lo, hi)
+            values = score(r0, r1, bscans) / self.scale
+            j = np.arange(r0, r1)
+            inside = (j >= low[:, bscans, None]) & (j <= high[:, bscans, None])
+            cost = np.where(inside, -values, OUTSIDE_COST)
+            rows = best_path(cost, max_step, STEP_PENALTY)
+            edge = values if contrast_of is None else contrast_of(r0, r1, bscans) / self.scale
+            step[:, bscans] = np.maximum(
+                np.take_along_axis(edge, rows[..., None], axis=2)[..., 0] * self.scale, 0.0
+            )
+            path[:, bscans] = refine_subpixel(-cost, rows) + r0
+
+        for_blocks(trace_block, self.start.shape[1])
+        return path, step
 
     def depth_of(self, rows):
         return (self.start + rows).astype(np.float32)

@@ -11,7 +11,6 @@ are functions of x; all B-scans are solved at once.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 def best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) -> np.ndarray:
@@ -31,23 +30,31 @@ def best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) ->
     n_a, n_b, n_o = cost.shape
     cost = np.asarray(cost, dtype=np.float32)
     m = max_step
-    padded = np.full((n_b, n_o + 2 * m), np.inf, dtype=np.float32)  # inf margins: shifts are views
-    # window[b, o, i] = padded[b, o + i] = acc[b, o + i - m]: arriving at o from o - d, d = m - i
-    window = sliding_window_view(padded, 2 * m + 1, axis=1)
-    penalty = (step_penalty * np.abs(m - np.arange(2 * m + 1))).astype(np.float32)
-    acc = cost[0].copy()
-    back = np.zeros((n_a, n_b, n_o), dtype=np.int8)
+    # acc[a, b, m + o]: least cost of a path ending at offset o of A-scan a; inf margins make the
+    # offsets o - d and o + d plain views
+    acc = np.full((n_a, n_b, n_o + 2 * m), np.inf, dtype=np.float32)
+    acc[0, :, m : m + n_o] = cost[0]
+    reach = np.empty((n_b, n_o), dtype=np.float32)
+    pair = np.empty_like(reach)
     for a in range(1, n_a):
-        padded[:, m : m + n_o] = acc
-        total = window + penalty
-        choice = np.argmin(total, axis=2)
-        back[a] = m - choice
-        acc = np.take_along_axis(total, choice[..., None], axis=2)[..., 0] + cost[a]
+        previous = acc[a - 1]
+        np.copyto(reach, previous[:, m : m + n_o])
+        for d in range(1, m + 1):
+            np.minimum(previous[:, m - d : m - d + n_o], previous[:, m + d : m + d + n_o], out=pair)
+            pair += np.float32(step_penalty * d)
+            np.minimum(reach, pair, out=reach)
+        np.add(reach, cost[a], out=acc[a, :, m : m + n_o])
+    # back along the path: the step into each chosen offset, ties going to the largest step from
+    # below (d = +m first), as argmin over the window o - m .. o + m of the previous A-scan
+    steps = np.arange(m, -m - 1, -1)
+    penalty = (step_penalty * np.abs(steps)).astype(np.float32)
+    columns = np.arange(n_b)[:, None]
     path = np.empty((n_a, n_b), dtype=np.intp)
-    path[-1] = np.argmin(acc, axis=1)
-    columns = np.arange(n_b)
+    path[-1] = np.argmin(acc[-1, :, m : m + n_o], axis=1)
     for a in range(n_a - 1, 0, -1):
-        path[a - 1] = path[a] - back[a, columns, path[a]]
+        arrived_from = path[a][:, None] - steps[None, :]  # offsets o - d, shape (n_b, 2m + 1)
+        choice = np.argmin(acc[a - 1][columns, arrived_from + m] + penalty, axis=1)
+        path[a - 1] = arrived_from[np.arange(n_b), choice]
     return path
 
 

@@ -1,0 +1,91 @@
+"""The segmentation's array kernels against plain reference implementations: the minimum-cost path
+(against exhaustive Viterbi in Python), parallel blocks with a halo (against the whole-array
+filter), A-scan binning (against reshape-and-mean)."""
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from sdk.retina.chunks import for_blocks
+from sdk.retina.intensity import bin_ascans
+from sdk.retina.paths import best_path
+
+
+def reference_path_cost(cost, max_step, step_penalty):
+    """Least total cost of one B-scan's path (cost (n_ascans, n_offsets)) by plain Python Viterbi."""
+    n_a, n_o = cost.shape
+    acc = list(cost[0].astype(np.float64))
+    for a in range(1, n_a):
+        acc = [
+            min(
+                acc[p] + step_penalty * abs(o - p)
+                for p in range(max(0, o - max_step), min(n_o, o + max_step + 1))
+            )
+            + cost[a, o]
+            for o in range(n_o)
+        ]
+    return min(acc)
+
+
+def path_cost(cost, path, step_penalty):
+    return float(cost[np.arange(len(path)), path].sum() + step_penalty * np.abs(np.diff(path)).sum())
+
+
+@pytest.mark.parametrize("max_step, step_penalty", [(1, 0.0), (1, 0.3), (2, 0.1), (3, 1.0)])
+def test_best_path_is_a_least_cost_path(max_step, step_penalty):
+    rng = np.random.default_rng(max_step)
+    cost = rng.random((40, 3, 12)).astype(np.float32)
+    cost[:, 1] = np.round(cost[:, 1] * 3) / 3  # many equal costs: ties must still give a least-cost path
+    paths = best_path(cost, max_step, step_penalty)
+    assert paths.shape == (40, 3)
+    for b in range(3):
+        assert np.abs(np.diff(paths[:, b])).max() <= max_step
+        expected = reference_path_cost(cost[:, b].astype(np.float64), max_step, step_penalty)
+        assert path_cost(cost[:, b].astype(np.float64), paths[:, b], step_penalty) == pytest.approx(
+            expected, abs=1e-4
+        )
+
+
+def test_best_path_follows_a_planted_boundary():
+    rng = np.random.default_rng(5)
+    n_a, n_o = 200, 30
+    truth = np.clip(np.round(15 + 6 * np.sin(np.arange(n_a) / 15)), 0, n_o - 1).astype(int)
+    cost = rng.random((n_a, 2, n_o)).astype(np.float32)
+    cost[np.arange(n_a), :, truth] -= 2.0
+    assert np.array_equal(best_path(cost, 1, 0.01), np.stack([truth, truth], axis=1))
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 257])
+def test_blocks_with_a_halo_match_the_whole_array_filter(n):
+    data = np.random.default_rng(n).random((n, 5, 9)).astype(np.float32)
+    sigma = (1.3, 0.7, 1.0)
+    halo = int(4.0 * sigma[0] + 0.5)
+    out = np.full_like(data, np.nan)
+
+    def work(lo, hi, read_lo, read_hi):
+        out[lo:hi] = gaussian_filter(data[read_lo:read_hi], sigma)[lo - read_lo : hi - read_lo]
+
+    for_blocks(work, n, halo)
+    assert np.array_equal(out, gaussian_filter(data, sigma))
+
+
+def test_a_failing_block_raises():
+    def work(lo, *_):
+        if lo > 0:
+            raise ValueError("block failed")
+
+    with pytest.raises(ValueError, match="block failed"):
+        for_blocks(work, 400)
+
+
+@pytest.mark.parametrize("shape", [(6, 20, 512), (6, 513), (3, 4, 10)])
+def test_bin_ascans_averages_neighbours(shape):
+    data = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+    binned, factor = bin_ascans(data, (0.07, 0.0039, 0.0234))  # 23.4 um A-scans: pairs
+    assert factor == 2 and binned.dtype == np.float32
+    full = shape[-1] // 2 * 2
+    expected = data[..., :full].reshape(*shape[:-1], -1, 2).mean(axis=-1)
+    if full < shape[-1]:
+        expected = np.concatenate([expected, data[..., full:].astype(np.float64)], axis=-1)
+    np.testing.assert_allclose(binned, expected, rtol=1e-6)
+    assert binned.shape == (*shape[:-1], -(-shape[-1] // 2))
