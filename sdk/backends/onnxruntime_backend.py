@@ -18,6 +18,7 @@ a plain load (0.19 s against 0.12 s, measured), less than reading a second copy 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 
@@ -82,15 +83,17 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_options = [_provider_options(p, precision, cache_dir) for p in requested]
         # one session per map: the merged model computes both stages, their shared trunk once
-        self._sessions = [
-            ort.InferenceSession(
-                os.fspath(spec.files[precision]),
-                options,
-                providers=requested,
-                provider_options=provider_options,
+        self._sessions = []
+        for spec in bundle.merged:
+            self._sessions.append(
+                ort.InferenceSession(
+                    os.fspath(spec.files[precision]),
+                    options,
+                    providers=requested,
+                    provider_options=provider_options,
+                )
             )
-            for spec in bundle.merged
-        ]
+            _return_freed_heap()
         self._inputs = [s.get_inputs()[0].name for s in self._sessions]
         attached = [p for p in requested if all(p in s.get_providers() for s in self._sessions)]
         not_attached = [p for p in requested if p not in attached]
@@ -113,6 +116,17 @@ class OnnxRuntimeBackend(Backend):
 
     def _release(self) -> None:
         self._sessions = []
+
+
+def _return_freed_heap() -> None:
+    """Hand the heap freed after building a session back to the OS (glibc's ``malloc_trim``; nothing
+    elsewhere). Parsing and optimising a model leaves about twice its weights' size free but kept by
+    glibc: for the four full-width models, about 0.8 GB of a classify process's resident memory."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _provider_options(provider: str, precision: str, cache_dir) -> dict:

@@ -1,0 +1,39 @@
+"""A whole ``python -m sdk.classify`` process on the default wide volume: its wall time from start to
+answer (Python start, bundle check and load, warm-up, one classification) and its peak resident
+memory, which must stay under 2 GB (issue 7's target)."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from benchmarks.conftest import ROOT, bench_bundle_dir
+
+PEAK_RSS_LIMIT_MB = 2000
+# the child reports its own peak (ru_maxrss, KiB on Linux), not that of other children of this process
+CHILD = (
+    "import resource, sys; from sdk.classify import main; code = main(sys.argv[1:]); "
+    "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
+
+
+def test_classify_process(benchmark, wide_volume, tmp_path):
+    volume_path = tmp_path / "wide.npz"
+    np.savez(
+        volume_path,
+        data=wide_volume.data,
+        spacing_mm=np.array(wide_volume.spacing_mm),
+        laterality=wide_volume.laterality,
+        protocol=wide_volume.protocol,
+    )
+    command = [sys.executable, "-c", CHILD, str(volume_path), "--bundle", str(bench_bundle_dir()), "--json"]
+
+    def run():
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+
+    done = benchmark.pedantic(run, rounds=2, warmup_rounds=0)
+    assert done.returncode == 0, done.stderr
+    peak_mb = int(done.stderr.split("peak_rss_kib")[1].split()[0]) * 1024 / 1e6
+    benchmark.extra_info["peak_rss_mb"] = round(peak_mb)
+    assert peak_mb < PEAK_RSS_LIMIT_MB
