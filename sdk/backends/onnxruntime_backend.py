@@ -12,8 +12,13 @@ libraries, no GPU), so the providers that actually attached are read back from e
 reported in ``details["providers"]``; the ones that did not are logged and listed in
 ``details["providers_not_attached"]``.
 
-No optimised model is cached on disk: the optimisation of a full-width VGG16 takes 0.07 s beyond
-a plain load (0.19 s against 0.12 s, measured), less than reading a second copy would.
+No optimised model is cached on disk. Loading a saved optimised copy would make a session start
+faster (a merged full-width model: 0.08 s instead of 0.44 s on the 2-core CPU, measured 2026-11-26;
+1.4 s for the four models, once per process, never per scan), but that copy is hardware-specific
+(NCHWc layouts) and not covered by the bundle's checksums: the bundle's own files are what runs.
+
+After each session is built the heap that parsing and optimising freed is handed back to the OS
+(:func:`_return_freed_heap`).
 """
 
 from __future__ import annotations
