@@ -89,3 +89,30 @@ def test_bin_ascans_averages_neighbours(shape):
         expected = np.concatenate([expected, data[..., full:].astype(np.float64)], axis=-1)
     np.testing.assert_allclose(binned, expected, rtol=1e-6)
     assert binned.shape == (*shape[:-1], -(-shape[-1] // 2))
+
+
+def _blocks_in_child(queue):
+    out = np.zeros(400)
+
+    def work(lo, hi, *_):
+        out[lo:hi] = 1.0
+
+    for_blocks(work, 400)
+    queue.put(float(out.sum()))
+
+
+def test_blocks_work_in_a_forked_child():
+    """A child forked after the parent used the thread pool makes its own (the parent's threads do
+    not exist in it), instead of waiting for ever."""
+    import multiprocessing
+
+    _blocks_in_child(multiprocessing.Queue())  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_blocks_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("for_blocks hung in a forked child")
+    assert child.exitcode == 0 and queue.get(timeout=5) == 400.0

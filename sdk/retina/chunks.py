@@ -19,6 +19,10 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="octc-retina")
 
 
+# a forked child has none of the parent's threads: it must make its own pool, not wait on dead ones
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def n_threads() -> int:
     """Threads for one volume: the cores this process may run on, at most MAX_THREADS."""
     return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0))))
