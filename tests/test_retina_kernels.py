@@ -106,7 +106,7 @@ def test_blocks_work_in_a_forked_child():
     not exist in it), instead of waiting for ever."""
     import multiprocessing
 
-    _blocks_in_child(multiprocessing.Queue())  # the parent's pool exists now
+    for_blocks(lambda *_: None, 400)  # the parent's pool exists now
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_blocks_in_child, args=(queue,))
