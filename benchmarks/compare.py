@@ -7,7 +7,10 @@ On the same bundle and the same wide-field phantom volume:
 (b) the SDK, ``sdk.Classifier`` on ONNX Runtime (FP32);
 (c) the SDK on TensorRT FP16, where TensorRT and a GPU exist;
 (d) the compute floor: the multiply-adds of the networks (as the bundle runs them) at this machine's
-    dense-matmul throughput, measured here with float32 matrix products on all cores.
+    dense-matmul throughput, measured here with float32 matrix products on all cores (on CUDA: TF32
+    off, and a second floor at the float16 throughput);
+(e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
+    one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone.
 
 Prints the median of each over ``--rounds`` runs and the ratios, and writes them as JSON.
 """
@@ -28,6 +31,7 @@ import numpy as np
 import phantom
 import sdk
 from sdk.backends import make_backend
+from sdk.backends.torch_backend import TorchBackend
 from sdk.engines.build import tensorrt_usable
 from sdk.labels import CLASSES
 
@@ -45,12 +49,13 @@ def measure(function, rounds: int) -> float:
     return statistics.median(times)
 
 
-def matmul_flops(device: str, rounds: int = 5) -> float:
-    """Dense float32 matrix-product throughput (FLOP/s) of this machine, all cores (torch)."""
+def matmul_flops(device: str, dtype: str = "float32", rounds: int = 5) -> float:
+    """Dense matrix-product throughput (FLOP/s) of this machine in ``dtype``, all cores or the GPU (torch)."""
     import torch
 
-    a = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device)
-    b = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 here
+    a = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=getattr(torch, dtype))
+    b = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=getattr(torch, dtype))
 
     def product():
         a @ b
@@ -69,8 +74,11 @@ def network_macs(bundle) -> int:
 
 
 def eager_reference(bundle, volume, device: str):
-    """(a): front end, eight eager VGG16s one by one, stacker. Returns a callable giving probabilities."""
-    backend = make_backend(bundle, "torch", precision="fp32")  # on the GPU when torch sees one
+    """(a): front end, eight eager FP32 VGG16s one by one on ``device``, stacker.
+
+    Returns a callable giving the five class probabilities, and the backend (to close; its ``run``
+    times the networks alone)."""
+    backend = TorchBackend(bundle, "fp32", device=device, cuda_graphs=False)
 
     def run():
         maps = sdk.maps.extract(volume, bundle.normative)
@@ -78,6 +86,19 @@ def eager_reference(bundle, volume, device: str):
         return bundle.final_probabilities(bundle.stacking_features(stage1, stage2)[None])[0]
 
     return run, backend
+
+
+def sdk_run(results: dict, key: str, bundle, backend, volume, network_input, rounds: int, expected):
+    """Median classify time under ``key``, the networks' median alone, and the largest probability
+    difference from the reference ``expected`` (5,)."""
+    with sdk.Classifier(bundle, backend) as clf:
+        results[f"{key}_s"] = measure(lambda: clf.classify(volume), rounds)
+        results[f"{key}_networks_s"] = measure(lambda: backend.run(network_input), rounds)
+        dx = clf.classify(volume)
+        results[f"{key}_front_end_s"] = dx.timings_ms["front_end"] / 1000.0
+        results[f"{key}_max_probability_difference_vs_a"] = float(
+            np.max(np.abs(np.array([dx.probabilities[c] for c in CLASSES]) - expected))
+        )
 
 
 def main(argv=None) -> int:
@@ -103,23 +124,21 @@ def main(argv=None) -> int:
         "rounds": args.rounds,
     }
 
+    network_input = sdk.maps.to_network_input(
+        sdk.maps.extract(volume, bundle.normative).stack(), bundle.input_hw
+    ).astype(np.float32)
     reference, reference_backend = eager_reference(bundle, volume, args.device)
     results["a_pytorch_eager_s"] = measure(reference, args.rounds)
+    results["a_networks_s"] = measure(lambda: reference_backend.run(network_input), args.rounds)
     expected = reference()
     reference_backend.close()
 
-    with sdk.Classifier(bundle, make_backend(bundle, "onnxruntime", precision="fp32")) as clf:
-        results["b_sdk_onnxruntime_s"] = measure(lambda: clf.classify(volume), args.rounds)
-        dx = clf.classify(volume)
-        results["b_networks_s"] = dx.timings_ms["networks"] / 1000.0
-        results["b_front_end_s"] = dx.timings_ms["front_end"] / 1000.0
-        results["max_probability_difference_b_vs_a"] = float(
-            np.max(np.abs(np.array([dx.probabilities[c] for c in CLASSES]) - expected))
-        )
+    ort = make_backend(bundle, "onnxruntime", precision="fp32")
+    sdk_run(results, "b_sdk_onnxruntime", bundle, ort, volume, network_input, args.rounds, expected)
     usable, reason = tensorrt_usable()
     if usable:
-        with sdk.Classifier(bundle, make_backend(bundle, "tensorrt", precision="fp16")) as clf:
-            results["c_sdk_tensorrt_fp16_s"] = measure(lambda: clf.classify(volume), args.rounds)
+        trt = make_backend(bundle, "tensorrt", precision="fp16")
+        sdk_run(results, "c_sdk_tensorrt_fp16", bundle, trt, volume, network_input, args.rounds, expected)
     else:
         results["c_sdk_tensorrt_fp16_s"] = None
         results["c_reason"] = reason
@@ -127,10 +146,24 @@ def main(argv=None) -> int:
     flops = matmul_flops(args.device)
     results.update(network_gmacs=macs / 1e9, matmul_gflops=flops / 1e9, d_compute_floor_s=2 * macs / flops)
     results["speedup_b_over_a"] = results["a_pytorch_eager_s"] / results["b_sdk_onnxruntime_s"]
-    results["networks_b_over_floor"] = results["b_networks_s"] / results["d_compute_floor_s"]
+    results["networks_b_over_floor"] = results["b_sdk_onnxruntime_networks_s"] / results["d_compute_floor_s"]
+    if args.device == "cuda":
+        fp16 = TorchBackend(bundle, "fp16", device="cuda", cuda_graphs=True)
+        results["e_device"] = fp16.device
+        key = "e_sdk_torch_fp16_graphs"
+        sdk_run(results, key, bundle, fp16, volume, network_input, args.rounds, expected)
+        half_flops = matmul_flops(args.device, "float16")
+        results.update(matmul_fp16_gflops=half_flops / 1e9, d_compute_floor_fp16_s=2 * macs / half_flops)
+        results["speedup_e_over_a"] = results["a_pytorch_eager_s"] / results["e_sdk_torch_fp16_graphs_s"]
+        results["networks_speedup_e_over_a"] = (
+            results["a_networks_s"] / results["e_sdk_torch_fp16_graphs_networks_s"]
+        )
+        results["networks_e_over_fp16_floor"] = (
+            results["e_sdk_torch_fp16_graphs_networks_s"] / results["d_compute_floor_fp16_s"]
+        )
 
     for key, value in results.items():
-        print(f"{key:38s} {value:.4g}" if isinstance(value, float) else f"{key:38s} {value}")
+        print(f"{key:50s} {value:.4g}" if isinstance(value, float) else f"{key:50s} {value}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -1,19 +1,32 @@
-"""The eight networks of a bundle per backend and precision, the stacker, and end-to-end classify."""
+"""The eight networks of a bundle per backend and precision, the stacker, and end-to-end classify.
+
+torch runs on the GPU where torch sees one (FP32 and FP16, the eight networks replayed as one CUDA
+graph), else on the CPU (FP32).
+"""
 
 import numpy as np
 import pytest
+import torch
 
 import sdk
 from sdk.backends import make_backend
 
-BACKENDS = [("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("torch", "fp32")]
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch FP16 runs on an NVIDIA GPU only")
+BACKENDS = [
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "fp16"),
+    ("torch", "fp32"),
+    pytest.param("torch", "fp16", marks=[pytest.mark.gpu, NO_CUDA]),
+]
 
 
 @pytest.mark.parametrize("backend_name, precision", BACKENDS)
 def test_eight_networks(benchmark, bundle, network_input, backend_name, precision):
     backend = make_backend(bundle, backend_name, precision=precision)
     try:
-        benchmark.extra_info.update(backend=backend.name, precision=backend.precision, device=backend.device)
+        benchmark.extra_info.update(
+            backend=backend.name, precision=backend.precision, device=backend.device, details=backend.details
+        )
         stage1, stage2 = benchmark.pedantic(backend.run, args=(network_input,), rounds=3, warmup_rounds=1)
     finally:
         backend.close()

@@ -23,6 +23,7 @@ from converters.verify import Agreement
 from sdk.backends import make_backend
 from sdk.backends.onnxruntime_backend import OnnxRuntimeBackend
 from sdk.backends.tensorrt_backend import TensorRTBackend
+from sdk.backends.torch_backend import TorchBackend
 from sdk.bundle import Bundle
 from sdk.engines import tensorrt_usable
 from sdk.errors import BackendUnavailable, InvalidVolume
@@ -173,8 +174,8 @@ def test_requests_a_backend_cannot_serve(bundle):
     if not TRT_USABLE:
         with pytest.raises(BackendUnavailable, match="TensorRT is not usable here"):
             make_backend(bundle, "tensorrt")
-    with pytest.raises(BackendUnavailable, match="the torch backend runs fp32, not 'fp16'"):
-        make_backend(bundle, "torch", "fp16")
+    with pytest.raises(BackendUnavailable, match="the torch backend runs fp16 on CUDA only"):
+        TorchBackend(bundle, "fp16", device="cpu")
     with pytest.raises(BackendUnavailable, match="the tensorrt backend runs fp16, not 'fp32'"):
         make_backend(bundle, "tensorrt", "fp32")
     with pytest.raises(ValueError, match="backend 'openvino' is unknown"):
@@ -273,3 +274,22 @@ def test_torch_on_cuda_agrees_with_cpu(bundle, inputs):
         expected = run_all(cpu, inputs)
     for g, e in zip(got, expected, strict=True):
         assert np.max(np.abs(g - e)) <= 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU visible to torch")
+def test_torch_cuda_fp16_with_graphs_agrees_with_fp32_and_with_eager(bundle, inputs):
+    with (
+        make_backend(bundle, "torch", "fp16") as graphs,
+        TorchBackend(bundle, "fp16", cuda_graphs=False) as eager,
+        make_backend(bundle, "onnxruntime") as ort,
+    ):
+        assert graphs.details["cuda_graphs"] and not eager.details["cuda_graphs"]
+        got, same_kernels, expected = run_all(graphs, inputs), run_all(eager, inputs), run_all(ort, inputs)
+    for g, s, e in zip(got, same_kernels, expected, strict=True):  # (inputs, maps, classes)
+        n_classes = g.shape[-1]
+        np.testing.assert_allclose(g, s, rtol=0, atol=1e-3)  # replayed graph = the eager FP16 passes
+        agreement = Agreement.of(
+            "torch fp16", g.reshape(-1, n_classes), e.reshape(-1, n_classes), bundle.tolerances("fp16")
+        )
+        assert agreement.passed, agreement.summary()

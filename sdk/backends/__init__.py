@@ -13,7 +13,8 @@ Backends (each module imports its library only when the backend is made):
 * ``onnxruntime`` (:mod:`sdk.backends.onnxruntime_backend`): the embedded default; CPU, or CUDA /
   TensorRT execution providers when present. FP32 or FP16 ONNX.
 * ``tensorrt`` (:mod:`sdk.backends.tensorrt_backend`): FP16 engines from :mod:`sdk.engines`.
-* ``torch`` (:mod:`sdk.backends.torch_backend`): the PyTorch reference, FP32, CPU or CUDA.
+* ``torch`` (:mod:`sdk.backends.torch_backend`): the PyTorch reference, FP32 on CPU or CUDA; FP16
+  with CUDA graphs on CUDA.
 
 Every backend may be called from several threads at once.
 """
@@ -84,6 +85,11 @@ class Backend:
             raise InvalidVolume(
                 f"network input has shape {x.shape}; this bundle's networks take {self._shape}"
             )
+        return self._infer_all(x)
+
+    def _infer_all(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage-1 (4, 2) and stage-2 (4, 4) probabilities, float32, for a checked input x (4, 3, H, W)
+        float32. By default: :meth:`_infer_map` map by map."""
         stage1 = np.empty((len(MAP_NAMES), len(STAGE1_CLASSES)), np.float32)
         stage2 = np.empty((len(MAP_NAMES), len(STAGE2_CLASSES)), np.float32)
         for m in range(len(MAP_NAMES)):
@@ -93,14 +99,7 @@ class Backend:
     def _infer_map(self, index: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stage-1 (2,) and stage-2 (4,) probabilities, float32, of map ``MAP_NAMES[index]`` for its
         input x (1, 3, H, W) float32. By default: the map's two models one after the other."""
-        first, second = (
-            next(
-                i
-                for i, spec in enumerate(self.bundle.models)
-                if (spec.map_name, spec.stage) == (MAP_NAMES[index], s)
-            )
-            for s in (1, 2)
-        )
+        first, second = stage_indices(self.bundle)[index]
         return self._infer(first, x)[0], self._infer(second, x)[0]
 
     def _infer(self, index: int, x: np.ndarray) -> np.ndarray:
@@ -127,6 +126,12 @@ class Backend:
         return (
             f"<{type(self).__name__} {self.precision} on {self.device}, bundle {self.bundle.bundle_id[:12]}>"
         )
+
+
+def stage_indices(bundle: Bundle) -> list[tuple[int, int]]:
+    """Per map in MAP_NAMES order: the indices in ``bundle.models`` of its stage-1 and stage-2 networks."""
+    where = {(spec.map_name, spec.stage): i for i, spec in enumerate(bundle.models)}
+    return [(where[(m, 1)], where[(m, 2)]) for m in MAP_NAMES]
 
 
 def backend_class(name: str) -> type[Backend]:
