@@ -10,7 +10,8 @@ On the same bundle and the same wide-field phantom volume:
     dense-matmul throughput, measured here with float32 matrix products on all cores (on CUDA: TF32
     off, and a second floor at the float16 throughput);
 (e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
-    one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone.
+    one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone; and
+    the networks FP16 eager, to tell the two gains apart.
 
 Prints the median of each over ``--rounds`` runs and the ratios, and writes them as JSON.
 """
@@ -152,6 +153,8 @@ def main(argv=None) -> int:
         results["e_device"] = fp16.device
         key = "e_sdk_torch_fp16_graphs"
         sdk_run(results, key, bundle, fp16, volume, network_input, args.rounds, expected)
+        with TorchBackend(bundle, "fp16", device="cuda", cuda_graphs=False) as fp16_eager:
+            results["e_networks_fp16_eager_s"] = measure(lambda: fp16_eager.run(network_input), args.rounds)
         half_flops = matmul_flops(args.device, "float16")
         results.update(matmul_fp16_gflops=half_flops / 1e9, d_compute_floor_fp16_s=2 * macs / half_flops)
         results["speedup_e_over_a"] = results["a_pytorch_eager_s"] / results["e_sdk_torch_fp16_graphs_s"]
