@@ -176,6 +176,9 @@ def test_requests_a_backend_cannot_serve(bundle):
             make_backend(bundle, "tensorrt")
     with pytest.raises(BackendUnavailable, match="the torch backend runs fp16 on CUDA only"):
         TorchBackend(bundle, "fp16", device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="sees no CUDA GPU for device 'cuda'"):
+            TorchBackend(bundle, "fp32", device="cuda")
     with pytest.raises(BackendUnavailable, match="the tensorrt backend runs fp16, not 'fp32'"):
         make_backend(bundle, "tensorrt", "fp32")
     with pytest.raises(ValueError, match="backend 'openvino' is unknown"):
