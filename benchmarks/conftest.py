@@ -2,9 +2,8 @@
 
 The network benchmarks run a bundle of random-weight networks (speed does not depend on the
 weights) at ``OCTC_BENCH_WIDTH`` (default 1: full VGG16) and ``OCTC_BENCH_INPUT_PX`` (default 224),
-built into ``OCTC_BENCH_BUNDLE`` (default out/bench-bundle-w<width>-<px>) once and reused. The
-bundle is made in child processes, so that this process has not run the ONNX exporter when the C API
-benchmark embeds its Python into it (see test_c_api_bench.py).
+built into ``OCTC_BENCH_BUNDLE`` (default out/bench-bundle-w<width>-<px>) once and reused, by the
+converters' command line in child processes (``python -m benchmarks.compare`` uses it too).
 """
 
 import os
