@@ -126,7 +126,7 @@ class TorchBackend(Backend):
     def _release(self) -> None:
         self._models = []
         self._graph = None
-        if self._torch.cuda.is_available():
+        if self._device.type == "cuda":
             self._torch.cuda.empty_cache()
 
 

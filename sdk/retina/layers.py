@@ -100,8 +100,8 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     bm_in_band = band.offset_of(bm_band.depth_of(bm))
     dark_below = px(ONL_PROBE_UM)
 
-    def onl(r0, r1, bscans):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
-        return band.fall(r0, r1, bscans) - (band.mean_below(dark_below, r0, r1, bscans) - levels.background)
+    def onl(r0, r1):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
+        return band.fall(r0, r1) - (band.mean_below(dark_below, r0, r1) - levels.background)
 
     opl_onl, opl_contrast = band.trace(
         onl, ilm + 2, bm_in_band - px(PHOTORECEPTORS_MIN_UM), steep, contrast_of=band.fall
@@ -166,32 +166,32 @@ class _Band:
         above, n_above = self._window_sum(0, self.rows, -self.k, self.k, block=block)
         self.edge[lo:hi] = below / n_below - above / n_above
 
-    def _window_sum(self, r0, r1, offset, length, bscans=slice(None), block=slice(None)):
+    def _window_sum(self, r0, r1, offset, length, block=slice(None)):
         """Sum of smoothed rows j+offset .. j+offset+length-1 for j in [r0, r1), clipped to the band,
-        of the A-scans ``block`` and the B-scans ``bscans``, and the number of rows summed."""
+        of the A-scans ``block``, and the number of rows summed."""
         j = np.arange(r0, r1)
         count = np.maximum(np.clip(j + offset + length, 0, self.rows) - np.clip(j + offset, 0, self.rows), 1)
         assert -WINDOW_PAD <= offset and offset + length <= WINDOW_PAD, "window longer than the padding"
         first = WINDOW_PAD + r0 + offset
         n = r1 - r0
-        cumulative = self.cumulative[block, bscans]
+        cumulative = self.cumulative[block]
         return cumulative[..., first + length : first + length + n] - cumulative[
             ..., first : first + n
         ], count
 
-    def rise(self, r0, r1, bscans):
-        """Edge (dark-to-bright positive) at rows [r0, r1) of the B-scans ``bscans``."""
-        return self.edge[:, bscans, r0:r1]
+    def rise(self, r0, r1):
+        """Edge (dark-to-bright positive) at rows [r0, r1)."""
+        return self.edge[..., r0:r1]
 
-    def fall(self, r0, r1, bscans):
-        return -self.rise(r0, r1, bscans)
+    def fall(self, r0, r1):
+        return -self.rise(r0, r1)
 
-    def mean_below(self, length, r0, r1, bscans):
-        total, n = self._window_sum(r0, r1, 0, length, bscans)
+    def mean_below(self, length, r0, r1):
+        total, n = self._window_sum(r0, r1, 0, length)
         return total / n
 
     def trace(self, score, low, high, max_step, contrast_of=None):
-        """Best path (float rows, sub-pixel) where ``score(r0, r1, bscans)`` is high, between rows
+        """Best path (float rows, sub-pixel) where ``score(r0, r1)`` is high, between rows
         ``low`` and ``high`` (numbers or (n_ascans, n_bscans) arrays; a soft limit), and the edge step
         of ``contrast_of`` (default ``score``) along it, zero where negative.
 
@@ -202,15 +202,14 @@ class _Band:
         high = np.broadcast_to(np.floor(high), self.start.shape)
         r0 = int(np.clip(low.min(), 0, self.rows - 1))
         r1 = int(np.clip(high.max() + 1, r0 + 1, self.rows))
-        values = score(r0, r1, slice(None)) / self.scale
+        values = score(r0, r1) / self.scale
         j = np.arange(r0, r1)
         inside = (j >= low[..., None]) & (j <= high[..., None])
         cost = np.where(inside, -values, OUTSIDE_COST)
         rows = best_path(cost, max_step, STEP_PENALTY)
-        edge = values if contrast_of is None else contrast_of(r0, r1, slice(None)) / self.scale
+        edge = values if contrast_of is None else contrast_of(r0, r1) / self.scale
         step = np.maximum(np.take_along_axis(edge, rows[..., None], axis=2)[..., 0] * self.scale, 0.0)
-        path = refine_subpixel(-cost, rows) + r0
-        return path, step
+        return refine_subpixel(-cost, rows) + r0, step
 
     def depth_of(self, rows):
         return (self.start + rows).astype(np.float32)
