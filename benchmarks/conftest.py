@@ -45,6 +45,20 @@ def wide_volume():
 
 
 @pytest.fixture(scope="session")
+def wide_volume_npz(wide_volume, tmp_path_factory) -> Path:
+    """The wide volume as an .npz file that ``sdk.read_volume`` and the C API worker read."""
+    path = tmp_path_factory.mktemp("volume") / "wide.npz"
+    np.savez(
+        path,
+        data=wide_volume.data,
+        spacing_mm=np.array(wide_volume.spacing_mm),
+        laterality=wide_volume.laterality,
+        protocol=wide_volume.protocol,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
 def bundle():
     return sdk.bundle.Bundle.load(bench_bundle_dir())
 

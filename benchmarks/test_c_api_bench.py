@@ -17,7 +17,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from benchmarks.conftest import ROOT, bench_bundle_dir
@@ -75,10 +74,8 @@ def library(tmp_path_factory) -> Path:
     return out / "liboctclassify.so"
 
 
-def test_c_api_classify(benchmark, library, wide_volume, tmp_path):
-    volume_npz = tmp_path / "wide.npz"
-    np.savez(volume_npz, data=wide_volume.data, spacing_mm=np.asarray(wide_volume.spacing_mm))
-    worker = Worker(library, volume_npz)
+def test_c_api_classify(benchmark, library, wide_volume_npz):
+    worker = Worker(library, wide_volume_npz)
     try:
         opened = worker.answer(OPEN_TIMEOUT_S)
         assert opened["status"] == 0, opened["error"]

@@ -5,8 +5,6 @@ memory, which must stay under 2 GB (issue 7's target)."""
 import subprocess
 import sys
 
-import numpy as np
-
 from benchmarks.conftest import ROOT, bench_bundle_dir
 
 PEAK_RSS_LIMIT_MB = 2000
@@ -20,16 +18,9 @@ CHILD = (
 )
 
 
-def test_classify_process(benchmark, wide_volume, tmp_path):
-    volume_path = tmp_path / "wide.npz"
-    np.savez(
-        volume_path,
-        data=wide_volume.data,
-        spacing_mm=np.array(wide_volume.spacing_mm),
-        laterality=wide_volume.laterality,
-        protocol=wide_volume.protocol,
-    )
-    command = [sys.executable, "-c", CHILD, str(volume_path), "--bundle", str(bench_bundle_dir()), "--json"]
+def test_classify_process(benchmark, wide_volume_npz):
+    bundle = str(bench_bundle_dir())
+    command = [sys.executable, "-c", CHILD, str(wide_volume_npz), "--bundle", bundle, "--json"]
 
     def run():
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
