@@ -27,6 +27,9 @@ PROTOCOLS = ("wide", "disc", "macula")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 _LATERALITY_ALIASES = {"OD": "OD", "OS": "OS", "R": "OD", "L": "OS", "RIGHT": "OD", "LEFT": "OS"}
 MIN_SAMPLES = (2, 32, 8)  # smallest n_bscans, depth, n_ascans a scan can be segmented with
+# (bscan, axial, ascan) spacing in mm that OCT devices of the retina produce: a value outside is a unit
+# or order mistake in the metadata, and the front end's work is bounded only inside these limits
+SPACING_RANGE_MM = ((0.001, 1.0), (0.0005, 0.02), (0.001, 0.5))
 
 
 def normalise_laterality(laterality: str) -> str:
@@ -51,14 +54,14 @@ def normalise_spacing(spacing_mm) -> tuple[float, float, float]:
         ) from None
     if len(values) != 3:
         raise InvalidVolume(f"spacing_mm needs 3 values (bscan, axial, ascan) in mm, got {len(values)}")
-    for name, v in zip(("bscan", "axial", "ascan"), values, strict=True):
+    for name, v, (lo, hi) in zip(("bscan", "axial", "ascan"), values, SPACING_RANGE_MM, strict=True):
         if not math.isfinite(v) or v <= 0:
             raise InvalidVolume(f"spacing_mm {name} spacing is {v}: it must be a positive number of mm")
-    if values[1] > 0.05:
-        raise InvalidVolume(
-            f"axial spacing {values[1]} mm is not an OCT axial spacing (expected a few micrometres, "
-            "e.g. 0.0039): is spacing_mm in (bscan, axial, ascan) order and in millimetres?"
-        )
+        if not lo <= v <= hi:
+            raise InvalidVolume(
+                f"spacing_mm {name} spacing {v:g} mm is outside what retinal OCT devices produce "
+                f"({lo:g} to {hi:g} mm): is spacing_mm in (bscan, axial, ascan) order and in millimetres?"
+            )
     return values
 
 
