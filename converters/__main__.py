@@ -2,16 +2,19 @@
 
 ::
 
-    python -m converters bundle CHECKPOINT_DIR OUT_DIR [--overwrite] [--phantom-shape B D A]
+    python -m converters bundle CHECKPOINT_DIR OUT_DIR [--target cpu|tensorrt|all] [--signing-key KEY]
+                                [--overwrite] [--phantom-shape B D A]
+    python -m converters keygen OUT_PREFIX         # OUT_PREFIX.key.pem (private, 0600) and .pub.pem
+    python -m converters sign BUNDLE --signing-key KEY
     python -m converters verify BUNDLE [--backend onnxruntime|tensorrt|torch|auto] [--precision fp32|fp16]
-                                       [--cache-dir DIR] [--threads N]
+                                       [--trusted-keys PATH] [--cache-dir DIR] [--threads N]
     python -m converters random-checkpoint OUT_DIR [--width W] [--input-px N] [--seed S] [--overwrite]
                                                    [--phantom-shape B D A]
 
 Exit status: 0 done (verify: every agreement within the manifest's tolerances); 1 verify found an
 agreement beyond the tolerances, or ``bundle`` could not convert the checkpoint (a model beyond its
 tolerance, a weight beyond float16's range, an unreadable checkpoint); 2 the command could not run
-(bad command line or bundle, backend unavailable, folder not empty).
+(bad command line, bundle or key, backend unavailable, folder not empty).
 Each subcommand imports only what it needs: ``verify`` runs without torch.
 """
 
@@ -37,7 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("checkpoint", metavar="CHECKPOINT_DIR")
     bundle.add_argument("out", metavar="OUT_DIR", help="new or empty folder for the bundle")
     bundle.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
+    bundle.add_argument(
+        "--target",
+        default="all",
+        choices=("cpu", "tensorrt", "all"),
+        help="ship only what this target runs: cpu the merged FP32 models, tensorrt the per-stage FP32 "
+        "and FP16 models the engine builder reads (default %(default)s: both)",
+    )
+    _signing_key_option(bundle, required=False)
     _phantom_shape_option(bundle, "golden phantom eyes")
+
+    keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
+    keygen.add_argument(
+        "prefix", metavar="OUT_PREFIX", help="writes OUT_PREFIX.key.pem and OUT_PREFIX.pub.pem"
+    )
+
+    sign = commands.add_parser("sign", help="sign a bundle (writes its manifest.sig)")
+    sign.add_argument("bundle", metavar="BUNDLE")
+    _signing_key_option(sign, required=True)
 
     verify = commands.add_parser("verify", help="run a bundle's golden eyes through a backend")
     verify.add_argument("bundle", metavar="BUNDLE")
@@ -46,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     verify.add_argument(
         "--precision", choices=("fp32", "fp16"), help="default: fp16 for tensorrt, fp32 otherwise"
+    )
+    verify.add_argument(
+        "--trusted-keys",
+        metavar="PATH",
+        action="append",
+        help="public key file or folder the bundle must be signed by (repeatable; "
+        "default: $OCTC_TRUSTED_KEYS)",
     )
     verify.add_argument("--cache-dir", metavar="DIR", help="TensorRT engine cache folder")
     verify.add_argument(
@@ -82,14 +109,34 @@ def main(argv: list[str] | None = None) -> int:
 
             print(
                 build_bundle(
-                    args.checkpoint, args.out, overwrite=args.overwrite, phantom_shape=args.phantom_shape
+                    args.checkpoint,
+                    args.out,
+                    overwrite=args.overwrite,
+                    phantom_shape=args.phantom_shape,
+                    target=args.target,
+                    signing_key=args.signing_key,
                 )
             )
+        elif args.command == "keygen":
+            from converters.keys import write_key_pair
+
+            private, public, key_id = write_key_pair(args.prefix)
+            print(f"key id {key_id}\nprivate key {private} (keep it off devices)\npublic key {public}")
+        elif args.command == "sign":
+            from converters.bundle import sign_bundle
+            from sdk.signing import read_private_key
+
+            print(f"signed by key {sign_bundle(args.bundle, read_private_key(args.signing_key))}")
         elif args.command == "verify":
             from converters.verify import verify as run_verify
 
             result = run_verify(
-                args.bundle, args.backend, args.precision, cache_dir=args.cache_dir, threads=args.threads
+                args.bundle,
+                args.backend,
+                args.precision,
+                cache_dir=args.cache_dir,
+                threads=args.threads,
+                trusted_keys=args.trusted_keys,
             )
             print(result.report())
             return 0 if result.passed else 1
@@ -114,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
         return 1 if args.command == "bundle" else 2
     return 0
+
+
+def _signing_key_option(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument(
+        "--signing-key",
+        metavar="KEY",
+        required=required,
+        help="Ed25519 private key (PEM) from 'keygen': the bundle is signed with it",
+    )
 
 
 def _phantom_shape_option(parser: argparse.ArgumentParser, eyes: str) -> None:

@@ -1,8 +1,9 @@
 """Checkpoint directory -> model bundle, every model checked before the bundle is written.
 
-    build_bundle("checkpoint/", "bundle/")     # python -m converters bundle CHECKPOINT_DIR OUT_DIR
+    build_bundle("checkpoint/", "bundle/", target="cpu", signing_key="vendor.key.pem")
+    # python -m converters bundle CHECKPOINT_DIR OUT_DIR [--target cpu|tensorrt|all] [--signing-key KEY]
 
-The layout and manifest are documented in :mod:`sdk.bundle`. Steps:
+The layout and manifest are documented in :mod:`sdk.bundle` and docs/BUNDLE.md. Steps:
 
 1. Golden inputs: a few phantom eyes (one per class by default) through ``sdk.maps.extract`` with
    the checkpoint's normative database and ``sdk.maps.to_network_input``: (n, 4, 3, H, W).
@@ -15,11 +16,15 @@ The layout and manifest are documented in :mod:`sdk.bundle`. Steps:
 3. Per map, the two stages merged into one ONNX model (and its FP16 variant) that computes their
    identical leading layers once (:mod:`converters.shared_trunk`); checked on the golden inputs to
    give exactly what the two separate models give.
-4. Stacking features and final probabilities of the golden eyes (numpy stacker), golden.npz;
-   stacker.npz and normative.npz copied byte for byte from the checkpoint; manifest.json with
-   the measured agreement under ``provenance.checks``.
+4. Stacking features and final probabilities of the golden eyes (numpy stacker), golden.npz
+   (compressed; with the golden eyes' maps); stacker.npz and normative.npz copied byte for byte
+   from the checkpoint; the model files the target does not ship removed (``sdk.bundle.TARGETS``:
+   cpu keeps the merged FP32 models, tensorrt the per-stage FP32 and FP16 ones, all everything);
+   manifest.json with every file's sha256 and size and the measured agreement under
+   ``provenance.checks``; manifest.sig when a signing key is given.
 5. The folder is written as a hidden temporary sibling of OUT_DIR, loaded with
-   ``sdk.bundle.Bundle.load`` (every check the SDK makes), then renamed into place.
+   ``sdk.bundle.Bundle.load`` (every check the SDK makes, the signature included), then renamed
+   into place.
 """
 
 from __future__ import annotations
@@ -44,10 +49,20 @@ from converters.onnx_export import export_onnx, onnx_outputs, onnx_probabilities
 from converters.shared_trunk import OUTPUTS as MERGED_OUTPUTS
 from converters.shared_trunk import merge_stages
 from converters.verify import Agreement
-from sdk import maps
-from sdk.bundle import FORMAT, MANIFEST, SCHEMA_VERSION, Bundle, bundle_id, file_sha256, final_probabilities
+from sdk import maps, signing
+from sdk.bundle import (
+    FORMAT,
+    MANIFEST,
+    SCHEMA_VERSION,
+    SIGNATURE,
+    TARGETS,
+    Bundle,
+    bundle_id,
+    final_probabilities,
+)
 from sdk.bundle import stacking_features as stack_features
 from sdk.errors import FileError
+from sdk.files import file_sha256, write_atomically
 from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES, stacking_features
 from sdk.maps import MAP_NAMES, preprocessing_constants
 from sdk.nets.vgg16 import VGG16
@@ -84,16 +99,24 @@ def build_bundle(
     overwrite: bool = False,
     golden_eyes=DEFAULT_GOLDEN_EYES,
     phantom_shape: tuple[int, int, int] | None = None,
+    target: str = "all",
+    signing_key: str | os.PathLike | None = None,
 ) -> Path:
     """Convert a checkpoint directory into a bundle folder ``out_dir``.
 
     out_dir : must not exist or be empty, unless ``overwrite`` (then it is replaced as a whole).
     golden_eyes : (kind, seed, laterality) of the phantom eyes behind golden.npz and the checks.
     phantom_shape : their (n_bscans, depth, n_ascans) (default: phantom's full size).
+    target : "cpu", "tensorrt" or "all": which model files the bundle ships (``sdk.bundle.TARGETS``).
+    signing_key : an Ed25519 private key file (``python -m converters keygen``): the bundle is signed.
 
     Returns the bundle path. Raises FileError (OUT_DIR not empty), ValueError (a model fails its
-    check; the message has the figures), and the checkpoint reader's errors.
+    check; the message has the figures), BundleError (an unusable signing key), and the checkpoint
+    reader's errors.
     """
+    if target not in TARGETS:
+        raise ValueError(f"target {target!r} is unknown: use one of {', '.join(TARGETS)}")
+    key_pem = signing.read_private_key(signing_key) if signing_key is not None else None
     checkpoint = read_checkpoint(checkpoint_dir)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -101,20 +124,42 @@ def build_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        _write_bundle(checkpoint, work, golden_eyes, phantom_shape)
-        bundle = Bundle.load(work)
+        _write_bundle(checkpoint, work, golden_eyes, phantom_shape, target)
+        if key_pem is not None:
+            sign_bundle(work, key_pem)
+        bundle = Bundle.load(work, trusted_keys=())
+        bundle.close()
         _move_into_place(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _LOG.info("bundle %s written to %s", bundle.bundle_id[:12], out)
+    _LOG.info("bundle %s (%s) written to %s", bundle.bundle_id[:12], target, out)
     return out
 
 
-def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_shape) -> None:
+def sign_bundle(folder: str | os.PathLike, private_key_pem: bytes) -> str:
+    """Sign the bundle at ``folder``: check it (``Bundle.load``), then write manifest.sig over the
+    manifest bytes that were checked, replacing an older signature, and check the new one.
+    Returns the signer's key id."""
+    bundle = Bundle.load(folder, trusted_keys=())
+    try:
+        signature = signing.sign_manifest(bundle.manifest_bytes, private_key_pem)
+        own_key = signing.public_key_of(private_key_pem)
+        signer = signing.verify_manifest(bundle.manifest_bytes, signature, [own_key], os.fspath(folder))
+        write_atomically(bundle.path / SIGNATURE, lambda file: file.write(signature), overwrite=True)
+    finally:
+        bundle.close()
+    _LOG.info("bundle %s signed by key %s", bundle.bundle_id[:12], signer)
+    return signer
+
+
+def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_shape, target: str) -> None:
     input_hw = checkpoint.input_hw
+    ships = TARGETS[target]
+    with_fp16 = "fp16" in ships["models"] + ships["merged"]
     _LOG.info("golden inputs: %d phantom eyes", len(golden_eyes))
-    inputs = golden_inputs(golden_eyes, checkpoint.normative, input_hw, phantom_shape)
+    golden_maps = golden_map_stacks(golden_eyes, checkpoint.normative, phantom_shape)
+    inputs = np.stack([maps.to_network_input(m, input_hw) for m in golden_maps])
     (folder / "models").mkdir()
     n = len(inputs)
     stage1 = np.empty((n, len(MAP_NAMES), len(STAGE1_CLASSES)), np.float32)
@@ -128,7 +173,8 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
             with torch.inference_mode():
                 reference = torch.softmax(network(torch.from_numpy(x)), dim=1).numpy()
             (stage1 if stage == 1 else stage2)[:, m] = reference
-            entry, checks[name] = _convert(network, name, folder, x, reference, input_hw)
+            entry, checks[name] = _convert(network, name, folder, x, reference, input_hw, with_fp16)
+            entry["onnx"] = {p: entry["onnx"][p] for p in ships["models"]}
             models.append(
                 {
                     "name": name,
@@ -138,10 +184,15 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
                     **entry,
                 }
             )
-    merged = [_merge(folder, map_name, inputs[:, m], checks) for m, map_name in enumerate(MAP_NAMES)]
+    merged = [
+        _merge(folder, map_name, inputs[:, m], checks, ships["merged"])
+        for m, map_name in enumerate(MAP_NAMES)
+        if ships["merged"]
+    ]
     features = stack_features(stacking_features(), stage1, stage2)
-    np.savez(
+    np.savez_compressed(
         folder / "golden.npz",
+        maps=golden_maps,
         inputs=inputs,
         stage1=stage1,
         stage2=stage2,
@@ -153,30 +204,34 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
     )
     for part in ("stacker.npz", "normative.npz"):
         shutil.copyfile(checkpoint.path / part, folder / part)
+    shipped = {f for entry in models + merged for f in entry["onnx"].values()}
+    for path in (folder / "models").iterdir():
+        if path.relative_to(folder).as_posix() not in shipped:
+            path.unlink()
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
     manifest = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
+        "target": target,
         "classes": list(CLASSES),
         "map_names": list(MAP_NAMES),
         "preprocessing": preprocessing_constants(input_hw),
         "network": checkpoint.metadata["network"],
+        "files": {
+            name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
+            for name in files
+        },
         "models": models,
         "merged": merged,
         "stacker": {
             "file": "stacker.npz",
-            "sha256": file_sha256(folder / "stacker.npz"),
             "classes": [str(c) for c in checkpoint.stacker.classes_],
             "features": list(stacking_features()),
         },
-        "normative": {
-            "file": "normative.npz",
-            "sha256": file_sha256(folder / "normative.npz"),
-            "n_eyes": checkpoint.normative.n_eyes,
-        },
+        "normative": {"file": "normative.npz", "n_eyes": checkpoint.normative.n_eyes},
         "golden": {
             "file": "golden.npz",
-            "sha256": file_sha256(folder / "golden.npz"),
             "eyes": [{"kind": k, "seed": s, "laterality": lat} for k, s, lat in golden_eyes],
             "phantom_shape": list(phantom_shape or phantom.DEFAULT_SHAPE),
         },
@@ -190,6 +245,7 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
             },
             "converter": {
                 "opset": OPSET,
+                "target": target,
                 "exporter": "torch.onnx.export(dynamo=False), softmax appended",
                 "fp16": "converters.fp16: float16 weights and compute, float32 I/O and softmax",
                 "versions": {
@@ -205,19 +261,23 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def golden_inputs(golden_eyes, normative: maps.Normative, input_hw, phantom_shape=None) -> np.ndarray:
-    """Network inputs (n_eyes, 4, 3, H, W) float32 of phantom eyes given as (kind, seed, laterality)."""
+def golden_map_stacks(golden_eyes, normative: maps.Normative, phantom_shape=None) -> np.ndarray:
+    """The four maps (n_eyes, 4, 224, 224) float32 (MAP_NAMES order, NaN = masked) of phantom eyes
+    given as (kind, seed, laterality), deviations against ``normative``."""
     return np.stack(
         [
-            maps.to_network_input(
-                maps.extract(
-                    phantom.make_eye(kind, seed=seed, laterality=lat, shape=phantom_shape).volume, normative
-                ).stack(),
-                input_hw,
-            )
+            maps.extract(
+                phantom.make_eye(kind, seed=seed, laterality=lat, shape=phantom_shape).volume, normative
+            ).stack()
             for kind, seed, lat in golden_eyes
         ]
-    )
+    ).astype(np.float32)
+
+
+def golden_inputs(golden_eyes, normative: maps.Normative, input_hw, phantom_shape=None) -> np.ndarray:
+    """Network inputs (n_eyes, 4, 3, H, W) float32 of phantom eyes given as (kind, seed, laterality)."""
+    stacks = golden_map_stacks(golden_eyes, normative, phantom_shape)
+    return np.stack([maps.to_network_input(m, input_hw) for m in stacks])
 
 
 def _network(checkpoint: Checkpoint, map_name: str, stage: int) -> VGG16:
@@ -228,10 +288,14 @@ def _network(checkpoint: Checkpoint, map_name: str, stage: int) -> VGG16:
     return network.eval()
 
 
-def _convert(network: VGG16, name: str, folder: Path, x: np.ndarray, reference: np.ndarray, input_hw):
-    """Export FP32 and FP16 ONNX files, check them on ``x`` (n, 3, H, W) against ``reference`` (n, C).
+def _convert(
+    network: VGG16, name: str, folder: Path, x: np.ndarray, reference: np.ndarray, input_hw, with_fp16: bool
+):
+    """Export the FP32 ONNX file (and the FP16 one if ``with_fp16``), check them on ``x`` (n, 3, H, W)
+    against ``reference`` (n, C).
 
-    Returns the manifest entry's file fields and the measured agreement; ValueError beyond TOLERANCES.
+    Returns the manifest entry's fields (``onnx``: precision -> file) and the measured agreement;
+    ValueError beyond TOLERANCES.
     """
     fp32_file, fp16_file = f"models/{name}.onnx", f"models/{name}.fp16.onnx"
     described = export_onnx(
@@ -243,36 +307,36 @@ def _convert(network: VGG16, name: str, folder: Path, x: np.ndarray, reference: 
         output_name=OUTPUT_NAME,
         opset=OPSET,
     )
-    described_fp16 = convert_to_fp16(folder / fp32_file, folder / fp16_file)
     fp32_probabilities = onnx_probabilities(folder / fp32_file, x)
-    fp32 = Agreement.of(f"{name} FP32 vs PyTorch", fp32_probabilities, reference, TOLERANCES["fp32"])
-    fp16 = Agreement.of(
-        f"{name} FP16 vs FP32",
-        onnx_probabilities(folder / fp16_file, x),
-        fp32_probabilities,
-        TOLERANCES["fp16"],
-    )
-    _LOG.info("%s", "; ".join(f"{a.name}: {a.summary()}" for a in (fp32, fp16)))
-    for agreement in (fp32, fp16):
+    agreements = [Agreement.of(f"{name} FP32 vs PyTorch", fp32_probabilities, reference, TOLERANCES["fp32"])]
+    if with_fp16:
+        convert_to_fp16(folder / fp32_file, folder / fp16_file)
+        fp16_probabilities = onnx_probabilities(folder / fp16_file, x)
+        agreements.append(
+            Agreement.of(f"{name} FP16 vs FP32", fp16_probabilities, fp32_probabilities, TOLERANCES["fp16"])
+        )
+    _LOG.info("%s", "; ".join(f"{a.name}: {a.summary()}" for a in agreements))
+    for agreement in agreements:
         if not agreement.passed:
             raise ValueError(f"{agreement.name}: {agreement.summary()}; bundle not written")
     entry = {
-        "file": fp32_file,
-        "sha256": described["sha256"],
-        "file_fp16": fp16_file,
-        "sha256_fp16": described_fp16["sha256"],
+        "onnx": {"fp32": fp32_file, **({"fp16": fp16_file} if with_fp16 else {})},
         "opset": described["opset"],
         "input": {"name": described["input_name"], "shape": described["input_shape"], "dtype": "float32"},
         "output": {"name": described["output_name"], "shape": described["output_shape"], "dtype": "float32"},
     }
-    return entry, {"fp32_vs_torch": fp32.to_dict(), "fp16_vs_fp32": fp16.to_dict()}
+    checks = {"fp32_vs_torch": agreements[0].to_dict()}
+    if with_fp16:
+        checks["fp16_vs_fp32"] = agreements[1].to_dict()
+    return entry, checks
 
 
-def _merge(folder: Path, map_name: str, x: np.ndarray, checks: dict) -> dict:
-    """Write the map's merged stage model (FP32 and FP16), check it against the separate models on
-    ``x`` (n, 3, H, W) and return its manifest entry; ValueError if it differs."""
-    entry = {"map": map_name}
-    for precision, suffix in (("fp32", ".onnx"), ("fp16", ".fp16.onnx")):
+def _merge(folder: Path, map_name: str, x: np.ndarray, checks: dict, precisions: tuple[str, ...]) -> dict:
+    """Write the map's merged stage model in each of ``precisions``, check it against the separate
+    models on ``x`` (n, 3, H, W) and return its manifest entry; ValueError if it differs."""
+    entry = {"map": map_name, "onnx": {}}
+    for precision in precisions:
+        suffix = ".onnx" if precision == "fp32" else ".fp16.onnx"
         parts = [folder / f"models/{map_name}.stage{stage}{suffix}" for stage in STAGES]
         model, shared = merge_stages(onnx.load(parts[0]), onnx.load(parts[1]))
         file = f"models/{map_name}.stages{suffix}"
@@ -286,10 +350,8 @@ def _merge(folder: Path, map_name: str, x: np.ndarray, checks: dict) -> dict:
             raise ValueError(
                 f"{file} differs from the separate stage models by {difference:.2e}; bundle not written"
             )
-        key = "" if precision == "fp32" else "_fp16"
-        entry.update(
-            {f"file{key}": file, f"sha256{key}": file_sha256(folder / file), "shared_conv_layers": shared}
-        )
+        entry["onnx"][precision] = file
+        entry["shared_conv_layers"] = shared
         checks[f"{map_name}.stages.{precision}"] = {
             "shared_conv_layers": shared,
             "max_abs_vs_separate": difference,

@@ -1,12 +1,18 @@
-"""The accuracy gate: a bundle's golden eyes through a backend and the numpy stacker.
+"""The accuracy gate: a bundle's golden eyes through its normative database, preprocessing, a backend
+and the numpy stacker.
 
     python -m converters verify BUNDLE [--backend onnxruntime|tensorrt|torch|auto] [--precision fp32|fp16]
+                                       [--trusted-keys PATH]
 
-Each golden eye's network input runs through the backend; per network, and for the final
-probabilities (backend outputs -> stacking features -> numpy stacker), the result is compared with
-golden.npz's PyTorch reference: the largest absolute probability difference and the share of eyes
-with the same top class (see :class:`Agreement`), against the manifest's tolerances for the
-backend's precision.
+First the golden eyes' deviation maps are recomputed from their thickness maps with the bundle's
+normative.npz and compared with golden.npz's (:data:`DEVIATION_TOLERANCE`, NaN where golden.npz has
+NaN), and their network inputs recomputed with ``sdk.maps.to_network_input`` (:data:`INPUT_TOLERANCE`):
+a changed normative database or preprocessing constant fails here. Then each golden eye's network
+input runs through the backend; per network, and for the final probabilities (backend outputs ->
+stacking features -> numpy stacker), the result is compared with golden.npz's PyTorch reference:
+the largest absolute probability difference and the share of eyes with the same top class (see
+:class:`Agreement`), against the manifest's tolerances for the backend's precision (which
+``Bundle.load`` has checked are no looser than the schema allows).
 
 Imports only ``sdk`` (not torch), so it runs on the device that runs the bundle.
 """
@@ -20,7 +26,10 @@ import numpy as np
 
 from sdk.backends import make_backend
 from sdk.bundle import Bundle
-from sdk.maps import MAP_NAMES
+from sdk.maps import MAP_NAMES, to_network_input
+
+DEVIATION_TOLERANCE = 1e-5  # z-score: the same float32 arithmetic as at conversion gives 0
+INPUT_TOLERANCE = 1e-6  # normalised network input
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,27 @@ class Agreement:
 
 
 @dataclass(frozen=True)
+class MapCheck:
+    """Recomputed golden maps or inputs against golden.npz: the largest absolute difference over the
+    pixels both measure, and the pixels measured in only one of them (NaN in the other)."""
+
+    name: str
+    max_abs: float
+    nan_mismatches: int
+    limit: float
+
+    @classmethod
+    def of(cls, name: str, got: np.ndarray, reference: np.ndarray, limit: float) -> MapCheck:
+        both = np.isfinite(got) & np.isfinite(reference)
+        difference = float(np.max(np.abs(got[both] - reference[both]), initial=0.0))
+        return cls(name, difference, int(np.sum(np.isfinite(got) != np.isfinite(reference))), limit)
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs <= self.limit and self.nan_mismatches == 0
+
+
+@dataclass(frozen=True)
 class Verification:
     """What :func:`verify` found: the backend that ran and one :class:`Agreement` per row."""
 
@@ -94,20 +124,28 @@ class Verification:
     device: str
     details: dict
     rows: list[Agreement]
+    map_checks: list[MapCheck]
+    signer: str | None = None
 
     @property
     def passed(self) -> bool:
-        return all(row.passed for row in self.rows)
+        return all(row.passed for row in self.rows + self.map_checks)
 
     def report(self) -> str:
         """A table for a terminal: one line per network and the final probabilities, then PASS/FAIL."""
         providers = self.details.get("providers")
         lines = [
-            f"bundle {self.bundle_id[:12]}  backend {self.backend} {self.precision} on {self.device}"
-            + (f" ({', '.join(providers)})" if providers else "")
+            f"bundle {self.bundle_id[:12]} ({self.signer or 'unsigned'})  backend {self.backend} "
+            f"{self.precision} on {self.device}" + (f" ({', '.join(providers)})" if providers else "")
         ]
         if "auto" in self.details:
             lines.append(f"auto: {self.details['auto']}")
+        lines.append(f"{'golden maps':<24} {'NaN differ':>13} {'max |d|':>10} {'limit':>8}")
+        for check in self.map_checks:
+            lines.append(
+                f"{check.name:<24} {check.nan_mismatches:>13} {check.max_abs:>10.2e} {check.limit:>8.0e}  "
+                f"{'ok' if check.passed else 'FAIL'}"
+            )
         lines.append(f"{'model':<24} {'same top':>13} {'max |dp|':>10} {'limit':>8}")
         for row in self.rows:
             ties = row.compared - row.decided
@@ -125,18 +163,23 @@ class Verification:
 
 
 def verify(
-    bundle_dir: str | os.PathLike,
+    bundle: Bundle | str | os.PathLike,
     backend: str = "onnxruntime",
     precision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     threads: int | None = None,
+    trusted_keys=None,
 ) -> Verification:
-    """Run the golden eyes of ``bundle_dir`` through ``backend`` (arguments as ``sdk.backends.make_backend``).
+    """Run the golden eyes of ``bundle`` (a :class:`~sdk.bundle.Bundle`, or a folder loaded with
+    ``trusted_keys`` as in ``Bundle.load``) through its normative database, the preprocessing and
+    ``backend`` (arguments as ``sdk.backends.make_backend``).
 
     Raises BundleError for a bad bundle and BackendUnavailable when the backend cannot run here.
     """
-    bundle = Bundle.load(bundle_dir)
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle, trusted_keys=trusted_keys)
     golden = bundle.golden()
+    map_checks = check_golden_maps(bundle, golden)
     with make_backend(bundle, backend, precision, cache_dir=cache_dir, threads=threads) as runner:
         outputs = [runner.run(x) for x in golden["inputs"]]
         ran = (runner.name, runner.precision, runner.device, dict(runner.details))
@@ -150,4 +193,23 @@ def verify(
         rows.append(Agreement.of(spec.name, got[:, m], want[:, m], tolerance))
     final = bundle.final_probabilities(bundle.stacking_features(stage1, stage2))
     rows.append(Agreement.of("final (stacker)", final, golden["probabilities"], tolerance))
-    return Verification(bundle.bundle_id, *ran, rows)
+    return Verification(bundle.bundle_id, *ran, rows, map_checks, bundle.signer)
+
+
+def check_golden_maps(bundle: Bundle, golden: dict[str, np.ndarray]) -> list[MapCheck]:
+    """The golden eyes' deviation maps recomputed from their thickness maps with ``bundle.normative``,
+    and their network inputs from the maps with ``sdk.maps.to_network_input``, against golden.npz."""
+    stacks = golden["maps"]  # (n, 4, 224, 224): rnfl, gcc thickness, rnfl, gcc deviation
+    deviations = [bundle.normative.deviation(eye[0], eye[1]) for eye in stacks]
+    checks = [
+        MapCheck.of(
+            name,
+            np.stack([d[i] for d in deviations]),
+            stacks[:, MAP_NAMES.index(name)],
+            DEVIATION_TOLERANCE,
+        )
+        for i, name in enumerate(("rnfl_deviation", "gcc_deviation"))
+    ]
+    inputs = np.stack([to_network_input(eye, bundle.input_hw) for eye in stacks])
+    checks.append(MapCheck.of("network input", inputs, golden["inputs"], INPUT_TOLERANCE))
+    return checks

@@ -42,16 +42,30 @@ class Classifier:
 
     @classmethod
     def load(
-        cls, bundle_dir, backend: str = "auto", precision: str | None = None, cache_dir=None
+        cls,
+        bundle_dir,
+        backend: str = "auto",
+        precision: str | None = None,
+        cache_dir=None,
+        *,
+        trusted_keys=None,
     ) -> Classifier:
-        """Verify the bundle at ``bundle_dir`` (every file's sha256, schema) and load every network.
+        """Check the bundle at ``bundle_dir``, load the networks that will run, and warm them up.
 
         backend : "auto" (tensorrt if usable, else onnxruntime), "onnxruntime", "tensorrt" or "torch".
         precision : "fp32" or "fp16"; default is the backend's natural one (fp16 for tensorrt).
-        cache_dir : writable folder for engines and optimised models.
+        cache_dir : writable folder for TensorRT engines.
+        trusted_keys : public keys the bundle must be signed by: a key file, a folder of ``*.pem``
+            keys, or a sequence of those; None: ``$OCTC_TRUSTED_KEYS`` (paths separated by
+            os.pathsep), and when that is unset too, any bundle loads and Diagnosis.signer is None.
+            With keys configured an unsigned or wrongly signed bundle raises BundleError.
         """
-        bundle = Bundle.load(bundle_dir)
-        return cls(bundle, make_backend(bundle, backend, precision=precision, cache_dir=cache_dir))
+        bundle = Bundle.load(bundle_dir, trusted_keys=trusted_keys)
+        try:
+            return cls(bundle, make_backend(bundle, backend, precision=precision, cache_dir=cache_dir))
+        except BaseException:
+            bundle.close()
+            raise
 
     def classify(self, volume, spacing_mm=None, laterality=None, protocol: str = "wide") -> Diagnosis:
         """Classify one wide-field cube (disc and macula in one scan).
@@ -73,6 +87,7 @@ class Classifier:
 
     def close(self) -> None:
         self.backend.close()
+        self.bundle.close()
 
     def __enter__(self) -> Classifier:
         return self
@@ -115,6 +130,7 @@ class Classifier:
             device=self.backend.device,
             backend_details=self.backend.details,
             bundle_id=self.bundle.bundle_id,
+            signer=self.bundle.signer,
             versions=self.versions,
             timings_ms={k: round(v, 2) for k, v in timings.items()},
             maps=maps,

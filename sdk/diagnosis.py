@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from sdk.labels import CLASS_DESCRIPTIONS, CLASSES
 
+UNSIGNED = "unsigned"  # Diagnosis.to_dict()["signer"] of a bundle loaded without trusted keys
+
 
 @dataclass(frozen=True)
 class Diagnosis:
@@ -21,6 +23,8 @@ class Diagnosis:
         which execution providers actually ran (ONNX Runtime), engines (TensorRT), threads.
     timings_ms : {"front_end", "networks", "stacking", "total"} in milliseconds.
     maps : the sdk.maps.Maps the networks saw (for reports; not part of to_dict()).
+    signer : key id (16 hex digits) of the trusted key that signed the bundle, or None when no keys
+        were configured at load (``to_dict()["signer"]`` and the report then say "unsigned").
     """
 
     label: str | None
@@ -39,6 +43,7 @@ class Diagnosis:
     versions: dict[str, str]
     timings_ms: dict[str, float]
     maps: object = field(default=None, repr=False, compare=False)
+    signer: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict of everything but the maps."""
@@ -57,9 +62,15 @@ class Diagnosis:
             "device": self.device,
             "backend_details": self.backend_details,
             "bundle_id": self.bundle_id,
+            "signer": self.signer_text,
             "versions": self.versions,
             "timings_ms": self.timings_ms,
         }
+
+    @property
+    def signer_text(self) -> str:
+        """The signer's key id, or "unsigned": how reports show who signed the bundle."""
+        return self.signer or UNSIGNED
 
     def summary(self) -> str:
         """One human-readable line."""

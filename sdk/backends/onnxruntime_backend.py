@@ -16,7 +16,9 @@ No optimised model is cached on disk. Loading a saved optimised copy makes a ses
 (a merged full-width FP32 model on the 2-core CPU, 2026-11-26: 0.07 s against 0.19-0.32 s, and 0.44 s
 in a cold process), but that copy is hardware-specific (NCHWc layouts) and not covered by the
 bundle's checksums; checking its own sha256 before running it (0.08 s for its 118 MB) leaves about
-0.1-0.2 s per model, once per process and never per scan. The bundle's own files are what runs.
+0.1-0.2 s per model, once per process and never per scan. The bundle's own bytes are what runs:
+each session is made from the bytes :meth:`sdk.bundle.Bundle.read` hashed (the next model is read
+and hashed in a second thread while ONNX Runtime builds the current session).
 
 After each session is built the heap that parsing and optimising freed is handed back to the OS
 (:func:`_return_freed_heap`).
@@ -42,7 +44,8 @@ _LOG = logging.getLogger(__name__)
 
 
 class OnnxRuntimeBackend(Backend):
-    """The bundle's FP32 or FP16 ONNX models in ONNX Runtime.
+    """The bundle's FP32 or FP16 ONNX models in ONNX Runtime: the four merged stage models when the
+    bundle ships them in that precision, else the eight per-stage models.
 
     Parameters
     ----------
@@ -88,17 +91,23 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_options = [_provider_options(p, precision, cache_dir) for p in requested]
-        # one session per map: the merged model computes both stages, their shared trunk once
-        self._sessions = []
-        for spec in bundle.merged:
-            self._sessions.append(
-                ort.InferenceSession(
-                    os.fspath(spec.files[precision]),
-                    options,
-                    providers=requested,
-                    provider_options=provider_options,
-                )
+        # one session per map when the bundle ships merged models (both stages, their shared trunk
+        # once), else one per network; each from the bytes the bundle checked, none for other precisions
+        self._merged = precision in bundle.merged_precisions()
+        if not self._merged and precision not in bundle.model_precisions():
+            raise BackendUnavailable(
+                f"bundle {bundle.bundle_id[:12]} (target {bundle.target}) ships no {precision} models ONNX "
+                f"Runtime can run (merged: {list(bundle.merged_precisions())}, per stage: "
+                f"{list(bundle.model_precisions())}): choose another --precision, or a bundle made with "
+                "--target all"
             )
+        specs = bundle.merged if self._merged else bundle.models
+        self._sessions = []
+        for data in bundle.read_many([spec.files[precision] for spec in specs]):
+            self._sessions.append(
+                ort.InferenceSession(data, options, providers=requested, provider_options=provider_options)
+            )
+            del data
             _return_freed_heap()
         self._inputs = [s.get_inputs()[0].name for s in self._sessions]
         attached = [p for p in requested if all(p in s.get_providers() for s in self._sessions)]
@@ -114,11 +123,17 @@ class OnnxRuntimeBackend(Backend):
             "providers_not_attached": not_attached,
             "intra_op_threads": options.intra_op_num_threads,
             "graph_optimization": "ORT_ENABLE_ALL",
+            "models": "merged stages" if self._merged else "per stage",
         }
 
     def _infer_map(self, index: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self._merged:
+            return super()._infer_map(index, x)
         stage1, stage2 = self._sessions[index].run(list(MERGED_OUTPUTS), {self._inputs[index]: x})
         return stage1[0], stage2[0]
+
+    def _infer(self, index: int, x: np.ndarray) -> np.ndarray:
+        return self._sessions[index].run(None, {self._inputs[index]: x})[0]
 
     def _release(self) -> None:
         self._sessions = []

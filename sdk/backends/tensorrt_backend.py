@@ -44,7 +44,7 @@ class TensorRTBackend(Backend):
             "take several minutes)",
             bundle.bundle_id[:12],
         )
-        paths = build_bundle_engines(bundle.path, cache_dir=cache_dir, logger=_LOG)
+        paths = build_bundle_engines(bundle, cache_dir=cache_dir, logger=_LOG)
         self._models = []
         try:
             for spec in bundle.models:

@@ -1,4 +1,4 @@
-"""PyTorch backend: the reference the converters check against, rebuilt from the bundle's ONNX files.
+"""PyTorch backend: the reference the converters check against, rebuilt from the bundle's FP32 ONNX models.
 
 A bundle holds no PyTorch files (no pickle), so each network is rebuilt as
 :class:`sdk.nets.vgg16.VGG16` from its FP32 ONNX file's initializers. The names map onto the
@@ -83,14 +83,22 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self._dtype = getattr(torch, self.dtypes[precision])
-        width = float(bundle.manifest["network"]["width"])
+        if "fp32" not in bundle.model_precisions():
+            raise BackendUnavailable(
+                f"the torch backend rebuilds the eight per-stage networks from their FP32 ONNX files, "
+                f"which bundle {bundle.bundle_id[:12]} (target {bundle.target}) does not ship: use the "
+                "onnxruntime backend, or a bundle made with --target all"
+            )
+        try:
+            width = float(bundle.manifest["network"]["width"])
+        except (KeyError, TypeError, ValueError):
+            raise BundleError("manifest.json: network.width is missing or not a number") from None
         self._models = []
-        for spec in bundle.models:
+        for spec, data in zip(
+            bundle.models, bundle.read_many([s.files["fp32"] for s in bundle.models]), strict=True
+        ):
             model = VGG16(len(spec.classes), width=width)
-            state = {
-                name: torch.from_numpy(array)
-                for name, array in state_dict_from_onnx(spec.files["fp32"]).items()
-            }
+            state = {name: torch.from_numpy(array) for name, array in state_dict_from_onnx(data).items()}
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:
@@ -171,15 +179,16 @@ class _EightNetworkGraph:
             return self._stage1.cpu().numpy(), self._stage2.cpu().numpy()
 
 
-def state_dict_from_onnx(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """PyTorch state dict (name -> float32 array) of a network exported by ``converters.onnx_export``.
+def state_dict_from_onnx(model: bytes | str | os.PathLike) -> dict[str, np.ndarray]:
+    """PyTorch state dict (name -> float32 array) of a network exported by ``converters.onnx_export``,
+    from the model's bytes (or its file).
 
     Initializers, plus the names Identity nodes give them, with the "0." prefix removed.
     """
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(os.fspath(path)).graph
+    graph = (onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(os.fspath(model))).graph
     arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Identity" and node.input[0] in arrays:

@@ -11,20 +11,19 @@ How FP16 is asked for depends on the TensorRT version (:func:`fp16_strategy`):
 The build follows NVIDIA's ``samples/python/introductory_parser_samples/onnx_resnet50.py`` and
 Polygraphy's ``backend/trt/loader.py`` (``CreateNetwork``, ``NetworkFromOnnxPath``,
 ``EngineBytesFromNetwork``) and ``config.py`` (``CreateConfig``: workspace limit, timing cache).
-tensorrt is imported only when a build starts; the manifest and its sha256 checks need no GPU.
+tensorrt is imported only when a build starts. The bundle is the checked :class:`sdk.bundle.Bundle`:
+nothing here parses a manifest or opens a model by path.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import time
 from pathlib import Path
 
-from sdk.bundle import SCHEMA_VERSION as MANIFEST_SCHEMA_VERSION
-from sdk.engines.cache import EngineCache, engine_key, file_lock, file_sha256, key_material, write_atomic
+from sdk.bundle import Bundle
+from sdk.engines.cache import EngineCache, engine_key, file_lock, key_material, write_atomic
 from sdk.engines.runtime import cuda_check, cuda_runtime, import_tensorrt, trt_logger, version_tuple
 from sdk.errors import BackendUnavailable, BundleError
 
@@ -76,19 +75,21 @@ def device_identity() -> dict:
 
 
 def build_engine(
-    onnx_path: str | os.PathLike,
+    onnx_model: bytes | str | os.PathLike,
     *,
     strategy: str,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
     timing_cache_path: str | os.PathLike | None = None,
     logger: logging.Logger | None = None,
     input_shapes: dict | None = None,
+    source: str | None = None,
 ) -> bytes:
     """Build a serialized FP16 engine from an ONNX file on the current GPU.
 
     Parameters
     ----------
-    onnx_path : the FP32 ONNX for strategy "builder_flag", the FP16 ONNX for "strongly_typed".
+    onnx_model : the model's bytes (as :meth:`sdk.bundle.Bundle.read` checked them) or its file: the
+        FP32 ONNX for strategy "builder_flag", the FP16 ONNX for "strongly_typed".
     strategy : see :func:`fp16_strategy`.
     workspace_bytes : limit of TensorRT's workspace memory pool, in bytes.
     timing_cache_path : tactic timing cache: loaded if the file exists, and merged and saved
@@ -96,12 +97,14 @@ def build_engine(
     logger : where progress goes (default: this module's logger).
     input_shapes : input name -> shape (N, 3, H, W). When given, every ONNX input must be listed
         and agree with it; dynamic dimensions are fixed to it through one optimization profile.
+    source : what to call the model in messages (default: its file, or "ONNX bytes").
 
     Raises :class:`~sdk.errors.BundleError` if TensorRT cannot parse the ONNX (every parser error
     is in the message) and :class:`~sdk.errors.BackendUnavailable` if the build fails.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy {strategy!r} is unknown: use one of {STRATEGIES}")
+    onnx_path = source or ("ONNX bytes" if isinstance(onnx_model, bytes) else os.fspath(onnx_model))
     trt = import_tensorrt()
     log = logger or _LOG
     major = version_tuple(trt.__version__)[0]
@@ -113,11 +116,14 @@ def build_engine(
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, trt_logger())
-    parsed = parser.parse_from_file(os.fspath(onnx_path))
+    if isinstance(onnx_model, bytes):
+        parsed = parser.parse(onnx_model)
+    else:
+        parsed = parser.parse_from_file(os.fspath(onnx_model))
     errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
     if not parsed or errors:
         raise BundleError(
-            f"TensorRT {trt.__version__} cannot parse {os.fspath(onnx_path)}: "
+            f"TensorRT {trt.__version__} cannot parse {onnx_path}: "
             + ("; ".join(errors) or "no parser error given; is it a valid ONNX file?")
         )
     config = builder.create_builder_config()
@@ -144,7 +150,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None or serialized.nbytes == 0:
         raise BackendUnavailable(
-            f"TensorRT {trt.__version__} could not build an engine from {os.fspath(onnx_path)} (see the "
+            f"TensorRT {trt.__version__} could not build an engine from {onnx_path} (see the "
             f"TensorRT log above); if it ran out of memory, close other GPU programs or lower "
             f"--workspace-mb (now {int(workspace_bytes) >> 20})"
         )
@@ -163,16 +169,14 @@ def _fix_input_shapes(builder, network, config, input_shapes: dict, onnx_path) -
         wanted = input_shapes.get(tensor.name)
         if wanted is None:
             raise BundleError(
-                f"{os.fspath(onnx_path)} has input {tensor.name!r}, but the manifest names "
-                f"{sorted(input_shapes)}"
+                f"{onnx_path} has input {tensor.name!r}, but the manifest names {sorted(input_shapes)}"
             )
         wanted = tuple(int(d) for d in wanted)
         if len(wanted) != len(onnx_shape) or any(
             d >= 0 and d != w for d, w in zip(onnx_shape, wanted, strict=True)
         ):
             raise BundleError(
-                f"{os.fspath(onnx_path)} input {tensor.name!r} has shape {onnx_shape}, "
-                f"the manifest says {wanted}"
+                f"{onnx_path} input {tensor.name!r} has shape {onnx_shape}, the manifest says {wanted}"
             )
         if any(d < 0 for d in onnx_shape):
             profile = profile or builder.create_optimization_profile()
@@ -211,95 +215,43 @@ def _save_timing_cache(config, path: Path, log: logging.Logger) -> None:
         write_atomic(path, cache.serialize())
 
 
-def read_manifest(bundle_dir: str | os.PathLike) -> list[dict]:
-    """The ``models`` list of ``bundle_dir/manifest.json`` (schema version 1), checked for the
-    fields an engine build needs: name, file, sha256, input {name, shape}; file_fp16 with
-    sha256_fp16 is optional here. Raises :class:`~sdk.errors.BundleError` naming the problem."""
-    path = Path(bundle_dir) / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path} does not exist: is {os.fspath(bundle_dir)} a model bundle?") from None
-    except (OSError, ValueError) as e:
-        raise BundleError(f"{path} cannot be read as JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:
-        found = manifest.get("schema_version") if isinstance(manifest, dict) else None
-        raise BundleError(
-            f"{path} has schema_version {found!r}; this SDK reads version {MANIFEST_SCHEMA_VERSION}: "
-            "use a bundle made for this SDK version"
-        )
-    models = manifest.get("models")
-    if not isinstance(models, list) or not models:
-        raise BundleError(f"{path} lists no models")
-    for i, model in enumerate(models):
-        try:
-            ok = all(isinstance(model[k], str) for k in ("name", "file", "sha256"))
-            ok = ok and isinstance(model["input"]["name"], str)
-            ok = ok and all(isinstance(d, int) and d > 0 for d in model["input"]["shape"])
-            if "file_fp16" in model:
-                ok = ok and isinstance(model["file_fp16"], str) and isinstance(model["sha256_fp16"], str)
-        except (KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise BundleError(
-                f"{path} models[{i}] lacks name, file, sha256 or input {{name, shape}} (positive "
-                "integers), or has file_fp16 without sha256_fp16"
-            )
-    return models
-
-
-def verify_onnx_files(
-    bundle_dir: str | os.PathLike, models: list[dict], logger: logging.Logger | None = None
-) -> None:
-    """Check the sha256 of every ONNX file the manifest lists (FP32 and FP16 variants).
-
-    Raises :class:`~sdk.errors.BundleError` naming the first missing or altered file.
-    """
-    log = logger or _LOG
-    bundle = Path(bundle_dir)
-    files = [(m["file"], m["sha256"]) for m in models]
-    files += [(m["file_fp16"], m["sha256_fp16"]) for m in models if "file_fp16" in m]
-    log.info("checking sha256 of %d ONNX files in %s", len(files), bundle)
-    for name, expected in files:
-        path = bundle / name
-        if not path.is_file():
-            raise BundleError(f"bundle file {path} is missing: copy the whole bundle again")
-        if file_sha256(path) != str(expected).lower():
-            raise BundleError(
-                f"bundle file {path} does not match the sha256 in manifest.json: it is damaged or was "
-                "changed; copy the bundle again"
-            )
-
-
 def build_bundle_engines(
-    bundle_dir: str | os.PathLike,
+    bundle: Bundle | str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
     force: bool = False,
     logger: logging.Logger | None = None,
     *,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
 ) -> dict[str, Path]:
-    """Build (or find in the engine cache) one FP16 engine per model of a bundle.
+    """Build (or find in the engine cache) one FP16 engine per per-stage model of a bundle.
 
-    The manifest and the sha256 of every ONNX file are checked first, without TensorRT. Then the
-    FP16 strategy is chosen from the TensorRT version, and each model's engine is looked up in
-    :class:`~sdk.engines.cache.EngineCache` under its content+device key and built on a miss
-    (``force`` rebuilds). A tactic timing cache per GPU and TensorRT version, kept in the cache
-    folder, speeds up rebuilds.
+    bundle : a :class:`~sdk.bundle.Bundle` (a path is loaded with ``Bundle.load``, keys from
+        ``$OCTC_TRUSTED_KEYS``). The FP16 strategy is chosen from the TensorRT version, and each
+        model's engine is looked up in :class:`~sdk.engines.cache.EngineCache` under its
+        content+device key (the ONNX sha256 from the manifest) and built on a miss (``force``
+        rebuilds) from the bytes :meth:`~sdk.bundle.Bundle.read` checked. A tactic timing cache per
+        GPU and TensorRT version, kept in the cache folder, speeds up rebuilds.
 
     Returns model name -> engine file path. Raises BundleError (bad bundle), BackendUnavailable
-    (no TensorRT or GPU, or a failed build), FileError (cache folder not writable).
+    (no TensorRT or GPU, a bundle without the models TensorRT reads, or a failed build), FileError
+    (cache folder not writable).
     """
     log = logger or _LOG
-    bundle = Path(bundle_dir)
-    models = read_manifest(bundle)
-    verify_onnx_files(bundle, models, log)
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
     usable, reason = tensorrt_usable()
     if not usable:
         raise BackendUnavailable(reason)
     cache = EngineCache(cache_dir)
     device = device_identity()
     strategy = fp16_strategy(device["tensorrt_version"])
+    precision = "fp16" if strategy == "strongly_typed" else "fp32"
+    if precision not in bundle.model_precisions():
+        raise BackendUnavailable(
+            f"TensorRT {device['tensorrt_version']} builds FP16 engines from the per-stage {precision} ONNX "
+            f"models, which bundle {bundle.bundle_id[:12]} (target {bundle.target}) does not ship: use a "
+            "bundle made with --target tensorrt (or all), or the onnxruntime backend"
+        )
     timing_cache = cache.directory / f"timing-{engine_key({'timing_cache': device})[:16]}.cache"
     log.info(
         "%s (compute capability %d.%d), TensorRT %s: FP16 by %s",
@@ -309,33 +261,29 @@ def build_bundle_engines(
         strategy,
     )
     engines = {}
-    for model in models:
-        onnx_file, onnx_sha256 = model["file"], model["sha256"]
-        if strategy == "strongly_typed":
-            if "file_fp16" not in model:
-                raise BundleError(
-                    f"bundle model {model['name']!r} has no FP16 ONNX variant (file_fp16), which TensorRT "
-                    f"{device['tensorrt_version']} needs for an FP16 engine: use a bundle that ships it"
-                )
-            onnx_file, onnx_sha256 = model["file_fp16"], model["sha256_fp16"]
-        input_shapes = {model["input"]["name"]: model["input"]["shape"]}
+    for spec in bundle.models:
+        onnx_file = spec.files[precision]
+        input_shapes = {spec.input_name: list(spec.input_shape)}
         material = key_material(
-            onnx_sha256=onnx_sha256,
+            onnx_sha256=bundle.files[onnx_file.as_posix()].sha256,
             device=device,
             precision=PRECISION,
             input_shapes=input_shapes,
             workspace_bytes=workspace_bytes,
             strategy=strategy,
         )
-        build = functools.partial(
-            build_engine,
-            bundle / onnx_file,
-            strategy=strategy,
-            workspace_bytes=workspace_bytes,
-            timing_cache_path=timing_cache,
-            logger=log,
-            input_shapes=input_shapes,
-        )
-        engines[model["name"]] = cache.get_or_build(material, build, force=force)
-        log.info("%s: %s", model["name"], engines[model["name"]])
+
+        def build(onnx_file=onnx_file, input_shapes=input_shapes):
+            return build_engine(
+                bundle.read(onnx_file),
+                strategy=strategy,
+                workspace_bytes=workspace_bytes,
+                timing_cache_path=timing_cache,
+                logger=log,
+                input_shapes=input_shapes,
+                source=f"{bundle.path / onnx_file}",
+            )
+
+        engines[spec.name] = cache.get_or_build(material, build, force=force)
+        log.info("%s: %s", spec.name, engines[spec.name])
     return engines
