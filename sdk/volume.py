@@ -20,13 +20,15 @@ import math
 
 import numpy as np
 
-from sdk.errors import InvalidVolume
+from sdk.errors import InvalidVolume, UnsupportedScan
 
 LATERALITIES = ("OD", "OS")
 PROTOCOLS = ("wide", "disc", "macula")
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 _LATERALITY_ALIASES = {"OD": "OD", "OS": "OS", "R": "OD", "L": "OS", "RIGHT": "OD", "LEFT": "OS"}
 MIN_SAMPLES = (2, 32, 8)  # smallest n_bscans, depth, n_ascans a scan can be segmented with
+PROVENANCE_KEYS = ("spacing_mm", "laterality", "protocol")  # what every volume says the source of
+CALLER = "caller"  # the provenance of a value given to OCTVolume or read_volume by its caller
 # (bscan, axial, ascan) spacing in mm that OCT devices of the retina produce: a value outside is a unit
 # or order mistake in the metadata, and the front end's work is bounded only inside these limits
 SPACING_RANGE_MM = ((0.001, 1.0), (0.0005, 0.02), (0.001, 0.5))
@@ -75,11 +77,15 @@ class OCTVolume:
     spacing_mm : (bscan, axial, ascan) sample spacing in millimetres.
     laterality : "OD" (right eye) or "OS" (left eye); R/L are accepted.
     protocol : "wide" (disc and macula in one cube), "disc" or "macula".
+    provenance : where the metadata came from, {name: source} with at least the PROVENANCE_KEYS
+        (e.g. {"spacing_mm": "@PARAM_SCAN_04", ...}), plus what else a reader records (the file,
+        its format, "compression": "lossy ..." for lossy-compressed voxels). Keys left out read as
+        "caller". :attr:`provenance` returns a copy.
     """
 
-    __slots__ = ("data", "spacing_mm", "laterality", "protocol")
+    __slots__ = ("data", "spacing_mm", "laterality", "protocol", "_provenance")
 
-    def __init__(self, data, spacing_mm, laterality: str, protocol: str = "wide"):
+    def __init__(self, data, spacing_mm, laterality: str, protocol: str = "wide", *, provenance=None):
         array = np.asarray(data)
         _check_array(array)
         view = array.view()
@@ -90,6 +96,12 @@ class OCTVolume:
         if protocol not in PROTOCOLS:
             raise InvalidVolume(f"protocol {protocol!r} is unknown: use one of {', '.join(PROTOCOLS)}")
         self.protocol = protocol
+        self._provenance = _check_provenance(provenance)
+
+    @property
+    def provenance(self) -> dict[str, str]:
+        """{name: where it came from} for spacing_mm, laterality, protocol and what the reader adds."""
+        return dict(self._provenance)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -109,6 +121,13 @@ class OCTVolume:
         )
 
 
+def _check_provenance(provenance) -> tuple[tuple[str, str], ...]:
+    given = {} if provenance is None else provenance
+    if not isinstance(given, dict) or not all(isinstance(v, str) for v in (*given, *given.values())):
+        raise InvalidVolume(f"provenance {provenance!r} is not a dict of strings {{name: source}}")
+    return tuple({**dict.fromkeys(PROVENANCE_KEYS, CALLER), **given}.items())
+
+
 def _check_array(array: np.ndarray) -> None:
     if array.dtype == object or array.dtype.type not in SUPPORTED_DTYPES:
         raise InvalidVolume(
@@ -120,9 +139,19 @@ def _check_array(array: np.ndarray) -> None:
         )
     if array.size == 0:
         raise InvalidVolume(f"volume is empty (shape {array.shape})")
+    if array.shape[0] == 1:
+        raise UnsupportedScan(
+            f"volume has 1 B-scan of {array.shape[1]} x {array.shape[2]} samples: a single B-scan (a line "
+            "or circle scan) is not a volume; the method needs a raster cube of the optic disc, the "
+            "macula, or both in one wide cube",
+            pattern="single B-scan",
+            shape=array.shape,
+        )
     for name, n, n_min in zip(("n_bscans", "depth", "n_ascans"), array.shape, MIN_SAMPLES, strict=True):
         if n < n_min:
-            raise InvalidVolume(f"volume has {n} samples along {name}; at least {n_min} are needed")
+            raise InvalidVolume(
+                f"volume has {n} samples along {name} (shape {array.shape}); at least {n_min} are needed"
+            )
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         n_bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         raise InvalidVolume(f"volume has {n_bad} NaN or infinite voxels; every voxel must be finite")

@@ -170,15 +170,25 @@ def test_dicom_top_level_spacing_and_series_laterality_are_read(opt_file):
     assert_same(read_volume(edited(path, top_level)), volume)
 
 
-def test_dicom_without_protocol_reads_as_wide_unless_told(opt_file):
-    path, _ = opt_file
-
+def test_dicom_without_protocol_takes_it_from_a_wide_field_or_the_caller(tmp_path):
     def no_protocol(ds):
         del ds.ProtocolName, ds.AnatomicRegionSequence
 
-    edited(path, no_protocol)
-    assert read_volume(path).protocol == "wide"
-    assert read_volume(path, protocol="disc").protocol == "disc"
+    small = edited(write_dicom(make_volume(*CASES[1]), tmp_path / "disc.dcm"), no_protocol)
+    with pytest.raises(InvalidVolume, match=r"disc.dcm: .* 0\.4 x 0\.1 mm field .* protocol='disc'"):
+        read_volume(small)
+    read = read_volume(small, protocol="disc")
+    assert (read.protocol, read.provenance["protocol"]) == ("disc", "caller")
+    # 6.0 x 9.0 mm (B-scan x A-scan axis) holds the disc and the macula maps: the field says "wide"
+    wide = make_volume(np.uint8, (40, 32, 90), (0.15, 0.004, 0.1), "OD", "wide")
+    read = read_volume(edited(write_dicom(wide, tmp_path / "wide.dcm"), no_protocol))
+    assert (read.protocol, read.provenance["protocol"]) == (
+        "wide",
+        "field of view 6.0 x 9.0 mm (B-scan x A-scan axis)",
+    )
+    narrower = make_volume(np.uint8, (40, 32, 89), (0.15, 0.004, 0.1), "OD", "wide")
+    with pytest.raises(InvalidVolume, match="protocol"):
+        read_volume(edited(write_dicom(narrower, tmp_path / "narrow.dcm"), no_protocol))
 
 
 def test_dicom_without_spacing_needs_it_as_argument(opt_file):
@@ -202,11 +212,11 @@ def test_registered_reader_is_used_by_sniff_then_suffix(tmp_path, monkeypatch):
     def reader(path):
         return np.asarray(volume.data), {"spacing_mm": volume.spacing_mm, "laterality": "OD"}
 
-    register_reader("vendor", (".vol",), reader, sniff=lambda head: head.startswith(b"VENDOR"))
-    (tmp_path / "a.vol").write_bytes(b"anything")
+    register_reader("vendor", (".vnd",), reader, sniff=lambda head: head.startswith(b"VENDOR"))
+    (tmp_path / "a.vnd").write_bytes(b"anything")
     (tmp_path / "b.bin").write_bytes(b"VENDOR data")
-    assert read_volume(tmp_path / "a.vol").laterality == "OD"
-    assert read_volume(tmp_path / "b.bin").protocol == "wide"
+    assert read_volume(tmp_path / "a.vnd", protocol="disc").laterality == "OD"
+    assert read_volume(tmp_path / "b.bin", protocol="macula").provenance["spacing_mm"] == "the file"
     assert any(name.startswith("vendor") for name in sdk.io.supported_formats())
 
 
@@ -280,7 +290,7 @@ def test_npy_needs_spacing_and_laterality(tmp_path):
         read_volume(path)
     with pytest.raises(InvalidVolume, match="laterality"):
         read_volume(path, spacing_mm=volume.spacing_mm)
-    read = read_volume(path, spacing_mm=volume.spacing_mm, laterality="OD")
+    read = read_volume(path, spacing_mm=volume.spacing_mm, laterality="OD", protocol="wide")
     assert_same(read, volume)
 
 

@@ -15,12 +15,17 @@ How an :class:`~sdk.OCTVolume` maps onto an Ophthalmic Tomography Image Storage 
   the en-face view seen looking into the eye), depth runs posterior, B-scans run from head to foot.
   The reader takes PixelSpacing, and for the B-scan spacing SpacingBetweenSlices, else SliceThickness,
   else the distance from the first to the last frame position divided by (frames - 1); each attribute
-  is looked up in the shared functional groups, then the first frame's, then the top level.
+  is looked up in the shared functional groups, then the first frame's, then the top level. Every
+  frame's PixelSpacing must agree, and so must SpacingBetweenSlices with the frame positions.
 * ``laterality``: ImageLaterality and the Frame Anatomy FrameLaterality are "R" (OD) or "L" (OS);
-  the reader takes ImageLaterality, else Laterality, else FrameLaterality.
+  the reader collects ImageLaterality, Laterality and every FrameLaterality (shared and per frame)
+  and refuses a file in which they disagree.
 * ``protocol``: ProtocolName (0018,1030) is "wide", "disc" or "macula". When a file's ProtocolName is
   none of these (a vendor's own name, or absent) the protocol follows the region imaged
-  (AnatomicRegionSequence): optic nerve head -> "disc", fovea -> "macula", anything else -> "wide".
+  (AnatomicRegionSequence): optic nerve head -> "disc", fovea -> "macula"; otherwise the protocol is
+  not recorded (:func:`sdk.read_volume` then takes it from the field of view or the caller).
+* Geometry and pixel data are cross-checked before use (:mod:`sdk.io.dicom_pixels`); a file of
+  one frame is a single B-scan and is refused with UnsupportedScan.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ import numpy as np
 from sdk import __version__
 from sdk.errors import InvalidVolume, OCTError, UnsupportedFormat
 from sdk.files import write_atomically
+from sdk.io import dicom_pixels
+from sdk.io.scans import unsupported_scan
+from sdk.io.source import VolumeFile
 from sdk.volume import PROTOCOLS, OCTVolume
 
 OPT_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.5.4"  # Ophthalmic Tomography Image Storage
@@ -53,27 +61,46 @@ def is_dicom(head: bytes) -> bool:
     return head[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def read_dicom(path: Path) -> tuple[np.ndarray, dict]:
+def read_dicom(source: VolumeFile) -> tuple[np.ndarray, dict]:
     """Read an OPT file: returns (data (n_bscans, depth, n_ascans), metadata found in the file).
 
     The metadata dict holds "spacing_mm" ((bscan, axial, ascan) in mm), "laterality" ("OD"/"OS") and
-    "protocol" where the file records them (see the module docstring). Raises UnsupportedFormat for
-    a file that is not DICOM, not Ophthalmic Tomography, damaged or without pixel data.
+    "protocol" where the file records them (see the module docstring), and their "provenance".
+    Raises UnsupportedFormat for a file that is not DICOM, not Ophthalmic Tomography, damaged,
+    without pixel data or whose header disagrees with its pixels or with itself; UnsupportedScan
+    for a single frame; InvalidVolume for one that declares more voxels than the cap.
     """
     pydicom = _import_pydicom()
+    path = source.path
+    source.check_voxels((source.size_bytes - dicom_pixels.METADATA_ALLOWANCE_BYTES,), 1, "its file size")
     try:
-        ds = pydicom.dcmread(path)
+        uid, data_set_offset = dicom_pixels.transfer_syntax(source)
+        if uid == dicom_pixels.DEFLATED:
+            dicom_pixels.check_inflated_size(source, data_set_offset)
+        source.file.seek(0)
+        ds = pydicom.dcmread(source.file)
         _check_opt(ds, path)
-        data = _pixels(ds, path)
-        metadata = {"spacing_mm": _spacing_mm(ds), "laterality": _laterality(ds), "protocol": _protocol(ds)}
+        geometry = dicom_pixels.geometry(ds, path)
+        spacing, spacing_from = _spacing_mm(ds, path)
+        laterality, laterality_from = _laterality(ds, path)
+        if geometry[0] == 1:
+            single = (None, *spacing[1:]) if spacing else None
+            raise unsupported_scan(
+                path, "single B-scan", shape=geometry[:3], spacing_mm=single, laterality=laterality
+            )
+        data, compression = dicom_pixels.voxels(ds, source, geometry)
+        protocol, protocol_from = _protocol(ds)
     except (OCTError, OSError):
         raise
-    except Exception as error:  # a damaged file can make pydicom fail in many ways; name the file
+    except Exception as error:  # noqa: BLE001 - a damaged file can make pydicom fail in many ways
         raise UnsupportedFormat(
             f"{path} is not a readable DICOM file, or it is damaged or truncated "
             f"({type(error).__name__}: {error})"
         ) from error
-    return data, metadata
+    provenance = {"spacing_mm": spacing_from, "laterality": laterality_from, "protocol": protocol_from}
+    provenance = {key: value for key, value in provenance.items() if value is not None}
+    metadata = {"spacing_mm": spacing, "laterality": laterality, "protocol": protocol}
+    return data, {**metadata, "provenance": {**provenance, "compression": compression}}
 
 
 def write_dicom(
@@ -129,50 +156,61 @@ def _check_opt(ds, path: Path) -> None:
         )
 
 
-def _pixels(ds, path: Path) -> np.ndarray:
-    """Voxels (n_bscans, depth, n_ascans) of an OPT dataset."""
-    if "PixelData" not in ds:
-        raise UnsupportedFormat(f"{path} has no pixel data: the file is incomplete or truncated")
-    if ds.get("SamplesPerPixel", 1) != 1 or ds.get("PhotometricInterpretation") != "MONOCHROME2":
-        raise UnsupportedFormat(
-            f"{path} has {ds.get('PhotometricInterpretation')} pixels with {ds.get('SamplesPerPixel')} "
-            "samples; an OCT volume is MONOCHROME2 with 1 sample per pixel"
-        )
-    data = ds.pixel_array
-    return data[np.newaxis] if data.ndim == 2 else data  # a single frame comes back 2-D
+_PLACES = ("shared functional groups", "per-frame functional groups", "top level")
 
 
-def _macro_items(ds, macro: str) -> list:
-    """First items of a functional-group macro sequence (e.g. "PixelMeasuresSequence"): the shared
-    groups' first, then the first frame's; only those present."""
+def _macro_items(ds, macro: str) -> list[tuple[str, object]]:
+    """(place, item) of a functional-group macro (e.g. "PixelMeasuresSequence"): the shared groups'
+    item, then every frame's; only those present."""
     items = []
-    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        sequence = ds[groups][0].get(macro) if ds.get(groups) else None
-        if sequence:
-            items.append(sequence[0])
+    shared = ds.get("SharedFunctionalGroupsSequence") or []
+    for place, groups in (
+        (_PLACES[0], shared[:1]),
+        (_PLACES[1], ds.get("PerFrameFunctionalGroupsSequence") or []),
+    ):
+        for group in groups:
+            sequence = group.get(macro)
+            if sequence:
+                items.append((place, sequence[0]))
     return items
 
 
-def _lookup(ds, keyword: str):
-    """Value of a Pixel Measures attribute from the shared groups, the first frame's, or the top level.
+def _lookup(ds, keyword: str, path) -> tuple[object, str] | tuple[None, None]:
+    """(value, place) of a Pixel Measures attribute from the shared groups, the frames or the top
+    level, or (None, None) when it is absent or empty everywhere. Frames that disagree are refused."""
+    found = [(place, item.get(keyword)) for place, item in _macro_items(ds, "PixelMeasuresSequence")]
+    found = [(place, value) for place, value in found if value not in (None, "")]
+    values = {tuple(np.atleast_1d(np.asarray(value, dtype=float)).tolist()) for _, value in found}
+    if len(values) > 1:
+        raise UnsupportedFormat(
+            f"{path}: its frames give {len(values)} different values of {keyword} ({sorted(values)[:3]}...): "
+            "the SDK reads volumes with one sample spacing"
+        )
+    if found:
+        return found[0][1], f"{keyword} ({found[0][0]})"
+    value = ds.get(keyword)
+    return (value, f"{keyword} ({_PLACES[2]})") if value not in (None, "") else (None, None)
 
-    Returns None when it is absent or empty everywhere.
-    """
-    for place in [*_macro_items(ds, "PixelMeasuresSequence"), ds]:
-        value = place.get(keyword)
-        if value not in (None, ""):
-            return value
-    return None
 
-
-def _spacing_mm(ds) -> tuple[float, float, float] | None:
-    """(bscan, axial, ascan) spacing in mm, or None when the file does not record all three."""
-    pixel_spacing = _lookup(ds, "PixelSpacing")
-    bscan = _lookup(ds, "SpacingBetweenSlices") or _lookup(ds, "SliceThickness") or _position_step_mm(ds)
+def _spacing_mm(ds, path) -> tuple[tuple[float, float, float] | None, str | None]:
+    """((bscan, axial, ascan) spacing in mm, where it came from), or (None, None) when the file does
+    not record all three."""
+    pixel_spacing, pixel_from = _lookup(ds, "PixelSpacing", path)
+    step_mm = _position_step_mm(ds)
+    bscan, bscan_from = _lookup(ds, "SpacingBetweenSlices", path)
+    if bscan and step_mm and not np.isclose(float(bscan), step_mm, rtol=0.01, atol=1e-6):
+        raise UnsupportedFormat(
+            f"{path}: SpacingBetweenSlices is {float(bscan):g} mm but the frame positions are "
+            f"{step_mm:g} mm apart: the header disagrees with itself"
+        )
+    if not bscan:
+        bscan, bscan_from = _lookup(ds, "SliceThickness", path)
+    if not bscan and step_mm:
+        bscan, bscan_from = step_mm, "ImagePositionPatient of the frames (first to last / (frames - 1))"
     if pixel_spacing is None or len(pixel_spacing) != 2 or not bscan:
-        return None
+        return None, None
     axial, ascan = pixel_spacing
-    return float(bscan), float(axial), float(ascan)
+    return (float(bscan), float(axial), float(ascan)), f"{pixel_from} and {bscan_from}"
 
 
 def _position_step_mm(ds) -> float | None:
@@ -184,33 +222,51 @@ def _position_step_mm(ds) -> float | None:
         for f in frames
         if f.get("PlanePositionSequence")
     ]
-    if len(positions) < 2 or len(positions) != len(frames) or any(p is None for p in positions):
+    if (
+        len(positions) < 2
+        or len(positions) != len(frames)
+        or any(p is None or len(p) != 3 for p in positions)
+    ):
         return None
     step = np.linalg.norm(np.subtract(positions[-1], positions[0], dtype=float)) / (len(positions) - 1)
-    return float(step) or None
+    return float(step) if np.isfinite(step) and step > 0 else None
 
 
-def _laterality(ds) -> str | None:
-    """Laterality "OD"/"OS" from ImageLaterality, Laterality or FrameLaterality (R/L); else None."""
-    anatomy = _macro_items(ds, "FrameAnatomySequence")
-    values = [ds.get("ImageLaterality"), ds.get("Laterality"), *(a.get("FrameLaterality") for a in anatomy)]
-    for value in values:
+def _laterality(ds, path) -> tuple[str | None, str | None]:
+    """("OD"/"OS", where it came from) from ImageLaterality, Laterality and every FrameLaterality
+    (R/L); (None, None) when none is recorded; UnsupportedFormat when they disagree."""
+    sources = [("ImageLaterality", ds.get("ImageLaterality")), ("Laterality", ds.get("Laterality"))]
+    sources += [
+        (f"FrameLaterality ({place})", item.get("FrameLaterality"))
+        for place, item in _macro_items(ds, "FrameAnatomySequence")
+    ]
+    found = {}
+    for name, value in sources:
         if value in ("R", "L"):
-            return "OD" if value == "R" else "OS"
-    return None
+            found.setdefault(value, name)
+    if len(found) > 1:
+        raise UnsupportedFormat(
+            f"{path} records both eyes: {found['R']} is R (right) but {found['L']} is L (left); "
+            "the SDK will not guess which eye was scanned"
+        )
+    if not found:
+        return None, None
+    ((value, name),) = found.items()
+    return ("OD" if value == "R" else "OS"), name
 
 
-def _protocol(ds) -> str | None:
-    """Protocol from ProtocolName, else from the region imaged; None when neither tells."""
+def _protocol(ds) -> tuple[str | None, str | None]:
+    """(protocol, where it came from) from ProtocolName, else from the region imaged; (None, None)
+    when neither tells."""
     name = str(ds.get("ProtocolName") or "").strip().lower()
     if name in PROTOCOLS:
-        return name
+        return name, "ProtocolName"
     regions = ds.get("AnatomicRegionSequence") or []
     codes = {str(region.get("CodeValue")) for region in regions}
-    for protocol, (code, _) in _REGION_CODES.items():
-        if code in codes:
-            return protocol
-    return None
+    for protocol, (code, meaning) in _REGION_CODES.items():
+        if code in codes and protocol != "wide":
+            return protocol, f"AnatomicRegionSequence ({meaning}, SNOMED CT {code})"
+    return None, None
 
 
 def _code_item(code: tuple[str, str]):
