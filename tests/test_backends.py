@@ -235,7 +235,9 @@ def test_tensorrt_backend_wiring_with_stand_ins(bundle, inputs, monkeypatch, tmp
             )
             assert backend.details["tensorrt"] == "10.13.2" and len(backend.details["engines"]) == 8
             got = run_all(backend, inputs)
-        assert [Path(b["onnx"]).name for b in trt.builds] == [m.files["fp16"].name for m in bundle.models]
+        assert [b["onnx_sha256"] for b in trt.builds] == [
+            bundle.files[m.files["fp16"].as_posix()].sha256 for m in bundle.models
+        ]
         assert "this may take several minutes" in caplog.text
         with make_backend(bundle, "tensorrt", cache_dir=tmp_path) as again:  # from the cache: no new build
             assert len(trt.builds) == 8

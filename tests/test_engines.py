@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import hashlib
 import json
 import multiprocessing
 import os
@@ -27,11 +28,13 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from sdk.bundle import Bundle
 from sdk.engines import build, runtime
 from sdk.engines.build import build_bundle_engines, build_engine, fp16_strategy
 from sdk.engines.cache import ENV_VAR, EngineCache, engine_key, file_sha256, key_material
 from sdk.engines.runtime import TensorRTModel
 from sdk.errors import BackendUnavailable, BundleError, FileError, InvalidVolume
+from tests.bundle_helpers import FIXTURE, copy_fixture, manifest_of, rewrite_manifest, tensorrt_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 INPUT_SHAPE = (1, 3, 8, 8)
@@ -80,27 +83,9 @@ def write_classifier_onnx(
     return path
 
 
-def write_bundle(folder: Path, *, fp16: bool = True, n_models: int = 2) -> Path:
-    """A bundle folder with ``n_models`` tiny models and the manifest fields engine builds read."""
-    (folder / "models").mkdir(parents=True)
-    models = []
-    for i in range(n_models):
-        name = f"map{i}.stage1"
-        entry = {
-            "name": name,
-            "file": f"models/{name}.onnx",
-            "input": {"name": "input", "shape": list(INPUT_SHAPE)},
-            "output": {"name": "probabilities", "shape": [1, 2]},
-        }
-        entry["sha256"] = file_sha256(write_classifier_onnx(folder / entry["file"], seed=i))
-        if fp16:
-            entry["file_fp16"] = f"models/{name}.fp16.onnx"
-            entry["sha256_fp16"] = file_sha256(
-                write_classifier_onnx(folder / entry["file_fp16"], seed=i, fp16=True)
-            )
-        models.append(entry)
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": 1, "models": models}, indent=2))
-    return folder
+def write_bundle(folder: Path) -> Path:
+    """A target-tensorrt bundle of tiny models (bundle_helpers.tensorrt_bundle) in ``folder``."""
+    return tensorrt_bundle(copy_fixture(folder.parent, folder.name))
 
 
 def ort_probabilities(onnx_path: Path, x: np.ndarray) -> np.ndarray:
@@ -398,48 +383,23 @@ def no_tensorrt(monkeypatch):
     runtime.trt_logger.cache_clear()
 
 
-@pytest.mark.parametrize("file_key", ["file", "file_fp16"])
-def test_sha256_mismatch_is_bundle_error_before_tensorrt(tmp_path, no_tensorrt, file_key):
-    bundle = write_bundle(tmp_path / "bundle")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    altered = bundle / manifest["models"][1][file_key]
-    write_classifier_onnx(altered, seed=99, fp16=file_key == "file_fp16")
-    with pytest.raises(BundleError, match="does not match the sha256") as info:
-        build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
-    assert str(altered) in str(info.value)
-
-
 def test_good_bundle_without_tensorrt_is_backend_unavailable(tmp_path, no_tensorrt):
     bundle = write_bundle(tmp_path / "bundle")
     with pytest.raises(BackendUnavailable, match="TensorRT is not usable"):
-        build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
+        build_bundle_engines(Bundle.load(bundle), cache_dir=tmp_path / "engines")
 
 
-@pytest.mark.parametrize(
-    ("edit", "message"),
-    [
-        (lambda m: m.update(schema_version=2), "schema_version 2"),
-        (lambda m: m.update(models=[]), "lists no models"),
-        (lambda m: m["models"][0].pop("sha256"), r"models\[0\] lacks"),
-        (lambda m: m["models"][1]["input"].update(shape=[1, 3, "224", 224]), r"models\[1\] lacks"),
-        (lambda m: m["models"][0].pop("sha256_fp16"), "file_fp16 without sha256_fp16"),
-    ],
-)
-def test_bad_manifest_is_bundle_error(tmp_path, no_tensorrt, edit, message):
-    bundle = write_bundle(tmp_path / "bundle")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    edit(manifest)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=message):
-        build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
-
-
-def test_missing_manifest_or_model_file_is_bundle_error(tmp_path, no_tensorrt):
+def test_a_path_is_loaded_by_the_one_manifest_parser(tmp_path, no_tensorrt):
     with pytest.raises(BundleError, match="manifest.json does not exist"):
         build_bundle_engines(tmp_path, cache_dir=tmp_path / "engines")
     bundle = write_bundle(tmp_path / "bundle")
-    (bundle / "models/map0.stage1.onnx").unlink()
-    with pytest.raises(BundleError, match="map0.stage1.onnx is missing"):
+    (bundle / "models/gcc_thickness.stage1.onnx").unlink()
+    with pytest.raises(BundleError, match="models/gcc_thickness.stage1.onnx is missing"):
+        build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
+    manifest = manifest_of(bundle)
+    manifest["schema_version"] = 1
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="schema version 1, from an older converter"):
         build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
 
 
@@ -465,7 +425,7 @@ def test_cli_without_tensorrt_exits_2_with_one_line_reason(tmp_path):
 
 def test_cli_user_mistakes_exit_without_traceback(tmp_path):
     result = run_cli(str(tmp_path / "no_bundle"))
-    assert result.returncode == 1 and "manifest.json does not exist" in result.stderr
+    assert result.returncode == 1 and "no_bundle does not exist: it is not a model bundle" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_cli(str(tmp_path), "--workspace-mb", "0")
     assert result.returncode == 2 and "--workspace-mb must be" in result.stderr
@@ -517,7 +477,7 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 
     class Network:
         def __init__(self, flags):
-            self.flags, self.inputs, self.onnx_path = flags, [], None
+            self.flags, self.inputs, self.onnx_bytes = flags, [], None
 
         num_inputs = property(lambda self: len(self.inputs))
 
@@ -534,15 +494,18 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             return self.errors[i]
 
         def parse_from_file(self, path):
+            return self.parse(Path(path).read_bytes(), path)
+
+        def parse(self, model_bytes, path=None):
             try:
-                model = onnx.load(path)
+                model = onnx.load_from_string(bytes(model_bytes))
             except Exception as e:
                 self.errors = [
-                    f"ModelImporter: cannot read {path}: {type(e).__name__}",
+                    f"ModelImporter: cannot read {path or 'the model bytes'}: {type(e).__name__}",
                     "ModelImporter: no graph",
                 ]
                 return False
-            self.network.onnx_path = path
+            self.network.onnx_bytes = bytes(model_bytes)
             for value in model.graph.input:
                 dims = tuple(d.dim_value or -1 for d in value.type.tensor_type.shape.dim)
                 self.network.inputs.append(types.SimpleNamespace(name=value.name, shape=dims))
@@ -602,11 +565,11 @@ def fake_tensorrt(version: str) -> types.ModuleType:
                 {
                     "network_flags": network.flags,
                     "config": config,
-                    "onnx": network.onnx_path,
+                    "onnx_sha256": hashlib.sha256(network.onnx_bytes).hexdigest(),
                     "loaded": loaded,
                 }
             )
-            return None if trt.fail_build else HostMemory(b"FAKE" + Path(network.onnx_path).read_bytes())
+            return None if trt.fail_build else HostMemory(b"FAKE" + network.onnx_bytes)
 
     class Engine:
         def __init__(self, onnx_bytes):
@@ -732,46 +695,63 @@ def test_bundle_build_per_tensorrt_version(
     tmp_path, fake_gpu, version, onnx_suffix, network_flags, builder_flags
 ):
     trt = fake_gpu(version)
-    bundle = write_bundle(tmp_path / "bundle")
+    folder = write_bundle(tmp_path / "bundle")
+    bundle = Bundle.load(folder)
     engines = build_bundle_engines(bundle, cache_dir=tmp_path / "engines", workspace_bytes=1 << 26)
-    assert sorted(engines) == ["map0.stage1", "map1.stage1"]
-    assert len(trt.builds) == 2
+    assert list(engines) == [spec.name for spec in bundle.models]
+    precision = "fp16" if onnx_suffix.endswith(".fp16.onnx") else "fp32"
+    assert [b["onnx_sha256"] for b in trt.builds] == [
+        bundle.files[spec.files[precision].as_posix()].sha256 for spec in bundle.models
+    ]
     for built in trt.builds:
-        assert built["onnx"].endswith(onnx_suffix) and built["network_flags"] == network_flags
+        assert built["network_flags"] == network_flags
         assert {flag.name for flag in built["config"].flags} == builder_flags
         assert built["config"].pools == {trt.MemoryPoolType.WORKSPACE: 1 << 26}
-    sidecar = json.loads(engines["map0.stage1"].with_suffix(".json").read_text())
+    sidecar = json.loads(engines["rnfl_thickness.stage1"].with_suffix(".json").read_text())
     assert sidecar["key_material"]["tensorrt_version"] == version
     assert sidecar["key_material"]["gpu_name"] == "Fake Orin"
     assert sidecar["key_material"]["builder"]["strategy"] == fp16_strategy(version)
 
-    x = np.random.default_rng(0).normal(size=INPUT_SHAPE).astype(np.float32)
-    with TensorRTModel(engines["map1.stage1"]) as model:
-        expected = ort_probabilities(bundle / f"models/map1{onnx_suffix}", x)
+    x = np.random.default_rng(0).normal(size=bundle.models[0].input_shape).astype(np.float32)
+    with TensorRTModel(engines["gcc_thickness.stage2"]) as model:
+        expected = ort_probabilities(folder / f"models/gcc_thickness.stage2{onnx_suffix[7:]}", x)
         np.testing.assert_allclose(model.infer(x), expected, rtol=1e-6)
 
     assert build_bundle_engines(bundle, cache_dir=tmp_path / "engines", workspace_bytes=1 << 26) == engines
-    assert len(trt.builds) == 2  # the second run found both in the cache
+    assert len(trt.builds) == 8  # the second run found all eight in the cache
+
+
+def test_a_changed_onnx_is_refused_when_an_engine_is_built(tmp_path, fake_gpu):
+    fake_gpu("10.3.0")
+    folder = write_bundle(tmp_path / "bundle")
+    bundle = Bundle.load(folder)
+    write_classifier_onnx(
+        folder / "models/rnfl_deviation.stage2.onnx", seed=99, n_classes=4, input_shape=(1, 3, 32, 32)
+    )
+    with pytest.raises(BundleError, match="models/rnfl_deviation.stage2.onnx does not match its sha256"):
+        build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
 
 
 def test_timing_cache_saved_merged_and_reloaded(tmp_path, fake_gpu):
     trt = fake_gpu("10.3.0")
-    bundle = write_bundle(tmp_path / "bundle", n_models=1)
+    bundle = Bundle.load(write_bundle(tmp_path / "bundle"))
     build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
     (timing,) = (tmp_path / "engines").glob("timing-*.cache")
-    assert timing.read_bytes() == b"TC+entry"
+    saved = timing.read_bytes()
+    assert trt.builds[0]["loaded"] == b"TC" and saved.startswith(b"TC+entry")
     build_bundle_engines(bundle, cache_dir=tmp_path / "engines", force=True)
-    assert trt.builds[1]["loaded"] == b"TC+entry"
+    assert trt.builds[8]["loaded"] == saved
     timing.write_bytes(b"garbage")  # a damaged timing cache does not stop the build
     build_bundle_engines(bundle, cache_dir=tmp_path / "engines", force=True)
-    assert trt.builds[2]["loaded"] == b"TC" and timing.read_bytes() == b"TC+entry"
+    assert trt.builds[16]["loaded"] == b"TC" and timing.read_bytes().startswith(b"TC+entry")
 
 
-def test_strongly_typed_build_needs_the_fp16_variant(tmp_path, fake_gpu):
+def test_a_cpu_bundle_has_nothing_for_tensorrt(tmp_path, fake_gpu):
     fake_gpu("10.13.2")
-    bundle = write_bundle(tmp_path / "bundle", fp16=False)
-    with pytest.raises(BundleError, match="no FP16 ONNX variant"):
-        build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
+    with pytest.raises(
+        BackendUnavailable, match=r"per-stage fp16 ONNX models, which bundle .* \(target cpu\)"
+    ):
+        build_bundle_engines(Bundle.load(FIXTURE), cache_dir=tmp_path / "engines")
 
 
 def test_parser_errors_are_all_reported(tmp_path, fake_gpu):
@@ -786,7 +766,7 @@ def test_parser_errors_are_all_reported(tmp_path, fake_gpu):
 def test_failed_build_is_a_clear_error_and_caches_nothing(tmp_path, fake_gpu):
     trt = fake_gpu("10.3.0")
     trt.fail_build = True
-    bundle = write_bundle(tmp_path / "bundle", n_models=1)
+    bundle = write_bundle(tmp_path / "bundle")
     with pytest.raises(BackendUnavailable, match="could not build an engine.*--workspace-mb"):
         build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
     assert not list((tmp_path / "engines").glob("*.engine"))
@@ -798,14 +778,15 @@ def test_builder_flag_on_tensorrt_11_is_refused(onnx_file, fake_gpu):
         build_engine(onnx_file, strategy="builder_flag")
 
 
-def test_manifest_shape_must_match_the_onnx(tmp_path, fake_gpu):
+def test_an_onnx_that_does_not_fit_its_manifest_is_refused(tmp_path, fake_gpu):
     fake_gpu("10.3.0")
-    bundle = write_bundle(tmp_path / "bundle", n_models=1)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["models"][0]["input"]["shape"] = [1, 3, 16, 16]
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match=r"has shape \(1, 3, 8, 8\), the manifest says \(1, 3, 16, 16\)"):
-        build_bundle_engines(bundle, cache_dir=tmp_path / "engines")
+    folder = write_bundle(tmp_path / "bundle")
+    write_classifier_onnx(folder / "models/gcc_deviation.stage1.onnx", input_shape=(1, 3, 16, 16))
+    rewrite_manifest(folder)
+    with pytest.raises(
+        BundleError, match=r"gcc_deviation.stage1.onnx has inputs and outputs .*\(1, 3, 16, 16\)"
+    ):
+        build_bundle_engines(folder, cache_dir=tmp_path / "engines")
 
 
 def test_device_identity_and_usability(fake_gpu):
