@@ -180,9 +180,10 @@ class Bundle:
         self.models = tuple(_model_spec(entry) for entry in manifest["models"])
         self.merged = tuple(_merged_spec(entry) for entry in manifest["merged"])
         self._expected_io = _expected_io(self.models, self.merged)
-        self.stacker = SVMStacker(self._npz(manifest["stacker"]["file"]))
+        stacker, normative = (self._npz(manifest[part]["file"]) for part in ("stacker", "normative"))
+        self.stacker = SVMStacker(stacker)
         _check_stacker(manifest, self.stacker)
-        self.normative = _normative(self._npz(manifest["normative"]["file"]), manifest["normative"])
+        self.normative = _normative(normative, manifest["normative"])
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, trusted_keys=None) -> Bundle:

@@ -23,11 +23,13 @@ from converters.bundle import DEFAULT_GOLDEN_EYES, TOLERANCES, build_bundle
 from converters.onnx_export import check_against_torch, export_onnx, onnx_probabilities
 from converters.verify import Agreement
 from sdk import bundle as sdk_bundle
-from sdk.bundle import SCHEMA_VERSION, Bundle, bundle_id, file_sha256
+from sdk.bundle import SCHEMA_VERSION, Bundle, bundle_id
 from sdk.errors import BundleError, FileError
+from sdk.files import file_sha256
 from sdk.labels import CLASSES, stacking_features
 from sdk.maps import MAP_NAMES, preprocessing_constants
 from sdk.nets.vgg16 import VGG16
+from tests.bundle_helpers import rewrite_manifest
 from training.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,16 +63,9 @@ def manifest_of(folder: Path) -> dict:
 
 
 def resign(folder: Path, manifest: dict | None = None) -> None:
-    """Rewrite the manifest with every file's current sha256 and a matching bundle id: only the
-    change under test remains wrong."""
-    manifest = manifest or manifest_of(folder)
-    for model in manifest["models"]:
-        model["sha256"] = file_sha256(folder / model["file"])
-        model["sha256_fp16"] = file_sha256(folder / model["file_fp16"])
-    for part in ("stacker", "normative", "golden"):
-        manifest[part]["sha256"] = file_sha256(folder / manifest[part]["file"])
-    manifest["bundle_id"] = bundle_id(manifest)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    """Rewrite the manifest with every file's current sha256 and size and a matching bundle id: only
+    the change under test remains wrong."""
+    rewrite_manifest(folder, manifest)
 
 
 def checkpoint_network(checkpoint, map_name: str, stage: int) -> VGG16:
@@ -91,6 +86,14 @@ def test_layout_and_manifest(bundle_dir, checkpoint_dir):
     merged = [f"models/{m}.stages{v}.onnx" for m in MAP_NAMES for v in ("", ".fp16")]
     assert files == sorted(["manifest.json", "stacker.npz", "normative.npz", "golden.npz", *models, *merged])
     assert manifest["schema_version"] == SCHEMA_VERSION and manifest["bundle_id"] == bundle_id(manifest)
+    assert manifest["target"] == "all" and sorted(manifest["files"]) == [
+        f for f in files if f != "manifest.json"
+    ]
+    for name, entry in manifest["files"].items():
+        assert entry == {
+            "sha256": file_sha256(bundle_dir / name),
+            "bytes": (bundle_dir / name).stat().st_size,
+        }
     assert manifest["classes"] == list(CLASSES) and manifest["map_names"] == list(MAP_NAMES)
     assert manifest["preprocessing"] == json.loads(json.dumps(preprocessing_constants((PX, PX))))
     assert manifest["stacker"]["features"] == list(stacking_features())
@@ -101,8 +104,12 @@ def test_layout_and_manifest(bundle_dir, checkpoint_dir):
         assert model["input"] == {"name": "input", "shape": [1, 3, PX, PX], "dtype": "float32"}
         assert model["output"] == {"name": "probabilities", "shape": [1, classes], "dtype": "float32"}
         assert model["opset"] >= 17
-        for key in ("file", "file_fp16"):
-            proto = onnx.load(bundle_dir / model[key])
+        assert model["onnx"] == {
+            "fp32": f"models/{model['name']}.onnx",
+            "fp16": f"models/{model['name']}.fp16.onnx",
+        }
+        for file in model["onnx"].values():
+            proto = onnx.load(bundle_dir / file)
             assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [1, 3, PX, PX]
             assert proto.opset_import[0].version >= 17
     provenance = manifest["provenance"]
@@ -138,10 +145,11 @@ def test_onnx_fp32_and_fp16_agree_with_pytorch(bundle_dir, checkpoint_dir):
         worst_fp32 = max(
             worst_fp32,
             check_against_torch(
-                checkpoint_network(checkpoint, spec.map_name, spec.stage), spec.files["fp32"], x
+                checkpoint_network(checkpoint, spec.map_name, spec.stage), bundle_dir / spec.files["fp32"], x
             ),
         )
-        fp32, fp16 = onnx_probabilities(spec.files["fp32"], x), onnx_probabilities(spec.files["fp16"], x)
+        fp32 = onnx_probabilities(bundle_dir / spec.files["fp32"], x)
+        fp16 = onnx_probabilities(bundle_dir / spec.files["fp16"], x)
         worst_fp16 = max(worst_fp16, float(np.max(np.abs(fp16 - fp32))))
         same_top += int(np.sum(fp16.argmax(1) == fp32.argmax(1)))
         total += len(x)
@@ -209,13 +217,13 @@ def test_verify_passes(bundle_dir, backend, precision, capsys):
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert f"backend {backend} {precision}" in out and out.rstrip().endswith("PASS")
-    assert out.count(" ok") == 9  # 8 networks and the final probabilities
+    assert out.count(" ok") == 12  # 2 deviation maps, the network input, 8 networks, the final probabilities
 
 
 def test_verify_fails_beyond_tolerance(copy, capsys):
     golden = dict(np.load(copy / "golden.npz"))
     golden["stage1"][:, 2, 0] += 0.05  # rnfl_deviation.stage1's reference moved
-    np.savez(copy / "golden.npz", **golden)
+    np.savez_compressed(copy / "golden.npz", **golden)
     resign(copy)
     assert main(["verify", str(copy)]) == 1
     out = capsys.readouterr().out
@@ -290,16 +298,8 @@ def test_a_model_beyond_tolerance_writes_nothing(checkpoint_dir, tmp_path, monke
 # --- damaged bundles ------------------------------------------------------------------------------
 
 
-def _replace_golden_with_object_array(folder: Path) -> None:
-    np.savez(folder / "golden.npz", inputs=np.array([{"a": 1}], dtype=object))
-    resign(folder)
-
-
-def _shrink_model_input(folder: Path) -> None:
-    network = VGG16(2, width=WIDTH)
-    path = folder / "models" / "gcc_thickness.stage1.onnx"
-    path.unlink()
-    export_onnx(network, path, input_hw=(32, 32))
+def _replace_stacker_with_object_array(folder: Path) -> None:
+    np.savez(folder / "stacker.npz", classes=np.array([{"a": 1}], dtype=object))
     resign(folder)
 
 
@@ -321,7 +321,7 @@ def _write(name: str, data: bytes = b"x"):
 
 def _edit_tolerance_only(folder: Path) -> None:
     manifest = manifest_of(folder)
-    manifest["tolerances"]["fp16"]["max_abs_probability"] = 1.0
+    manifest["tolerances"]["fp16"]["max_abs_probability"] = 1e-3
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -331,9 +331,13 @@ DAMAGE = {
         r"models/rnfl_deviation.stage2.fp16.onnx is missing",
     ),
     "extra file": (_write("notes.txt"), r"notes.txt is not listed in manifest.json"),
-    "sha256 mismatch": (
+    "size mismatch": (
         lambda f: (f / "stacker.npz").write_bytes((f / "stacker.npz").read_bytes() + b"\0"),
-        r"stacker.npz does not match its sha256",
+        r"stacker.npz is \d+ bytes, manifest.json says \d+",
+    ),
+    "sha256 mismatch": (
+        lambda f: (f / "normative.npz").write_bytes(b"\0" + (f / "normative.npz").read_bytes()[1:]),
+        r"normative.npz does not match its sha256",
     ),
     "newer schema": (
         _set_manifest(schema_version=SCHEMA_VERSION + 1),
@@ -343,14 +347,10 @@ DAMAGE = {
     "pickle file": (_write("models/extra.pkl"), r"models/extra.pkl is a pickle file"),
     "torch file": (_write("weights.pt"), r"weights.pt is a pickle file"),
     "object arrays": (
-        _replace_golden_with_object_array,
-        r"golden.npz is not an .npz of plain arrays \(Object arrays cannot be loaded",
+        _replace_stacker_with_object_array,
+        r"stacker.npz is not an .npz of plain arrays \(Object arrays cannot be loaded",
     ),
-    "input shape": (
-        _shrink_model_input,
-        r"gcc_thickness.stage1.onnx has input and output .*\(1, 3, 32, 32\).*"
-        r"does not fit its manifest",
-    ),
+    "old schema": (_set_manifest(schema_version=1), r"schema version 1, from an older converter"),
     "manifest edited": (_edit_tolerance_only, r"bundle_id does not match"),
     "manifest not json": (_write("manifest.json", b"{not json"), r"cannot be read as JSON"),
     "manifest missing": (lambda f: (f / "manifest.json").unlink(), r"manifest.json does not exist"),
@@ -372,11 +372,25 @@ def test_damaged_bundle_is_refused_before_anything_loads(copy, case, monkeypatch
     damage, message = DAMAGE[case]
     damage(copy)
     loaded = []
-    monkeypatch.setattr(sdk_bundle.SVMStacker, "load", lambda path: loaded.append(path))
-    monkeypatch.setattr(sdk_bundle.Normative, "load", lambda path: loaded.append(path))
+    monkeypatch.setattr(sdk_bundle, "SVMStacker", lambda arrays: loaded.append(arrays))
+    monkeypatch.setattr(sdk_bundle, "Normative", lambda *arrays, n_eyes: loaded.append(arrays))
     with pytest.raises(BundleError, match=message):
         Bundle.load(copy)
     assert loaded == []
+
+
+def test_a_model_that_does_not_fit_its_manifest_is_refused_before_it_runs(copy):
+    path = copy / "models" / "gcc_thickness.stages.onnx"
+    shrunk = copy.parent / "shrunk.onnx"
+    path.unlink()
+    export_onnx(VGG16(2, width=WIDTH), shrunk, input_hw=(32, 32))
+    shrunk.replace(path)
+    resign(copy)
+    bundle = Bundle.load(copy)
+    with pytest.raises(
+        BundleError, match=r"gcc_thickness.stages.onnx has inputs and outputs .*\(1, 3, 32, 32\)"
+    ):
+        bundle.read(bundle.merged[1].files["fp32"])
 
 
 def test_every_damage_has_its_own_message():
