@@ -89,8 +89,8 @@ class BundleFolder:
                 raise BundleError(f"bundle file {name} is {_kind(info.st_mode)}, not a regular file")
             if info.st_size > max_bytes:
                 raise BundleError(
-                    f"bundle file {name} is {info.st_size} bytes, more than the {max_bytes} its manifest "
-                    "allows: it was changed; copy the bundle again"
+                    f"bundle file {name} is {info.st_size} bytes, more than the {max_bytes} allowed for it: "
+                    "it was changed or is not a bundle file; copy the bundle again"
                 )
             return _read_whole(file, info.st_size, name)
         finally:
