@@ -20,6 +20,7 @@ from training.checkpoint import read_checkpoint
 from training.cohort import from_phantom
 from training.data import network_inputs
 from training.hierarchy import APPROACHES
+from training.inputs import MapInputs
 from training.maps_cache import cache_key, load_maps
 from training.metrics import accuracy, balanced_accuracy, cohen_kappa, confusion
 from training.presets import PRESETS
@@ -165,7 +166,7 @@ def test_paper_preset_needs_imagenet_weights(capsys):
     with pytest.raises(SystemExit) as exit_info:
         experiment.main(["--preset", "paper"])
     assert exit_info.value.code == 2
-    assert "--imagenet PATH" in capsys.readouterr().err
+    assert "--imagenet-weights PATH" in capsys.readouterr().err
 
 
 # tiny real runs ------------------------------------------------------------------------------------
@@ -178,8 +179,9 @@ def tiny_run(cache_dir):
     patients = np.array([e.patient_id for e in eyes])
     train_eyes = take_patients(labels, patients, 45, np.random.default_rng(0))
     folds = pipeline.plan_folds(labels, patients, train_eyes, 3, seed=1, where="tiny")
+    inputs = MapInputs(maps.thickness_um, labels, SMOKE.network.input_hw, None)
     return pipeline.train_stacked(
-        maps.thickness_um, labels, patients, train_eyes, folds, APPROACHES, SMOKE.network, seed=5
+        inputs, labels, patients, train_eyes, folds, APPROACHES, SMOKE.network, seed=5
     ), maps
 
 
@@ -194,7 +196,7 @@ def test_same_seed_same_numbers_and_stacking_is_out_of_fold(cache_dir):
         for name, tensor in model.state_dict().items():
             assert torch.equal(tensor, second.final.networks[key].state_dict()[name]), (key, name)
     test = np.setdiff1d(np.arange(len(maps.gradable)), first.eyes)[:10]
-    features = first.final.features(maps.thickness_um[test], APPROACHES)
+    features = first.final.features(test, APPROACHES)
     for approach in APPROACHES:
         np.testing.assert_array_equal(
             first.stackers[approach].predict_proba(features[approach]),
@@ -209,9 +211,16 @@ def test_same_seed_same_numbers_and_stacking_is_out_of_fold(cache_dir):
 def test_smoke_experiment(cache_dir, tmp_path):
     out = tmp_path / "experiment"
     results = experiment.main(["--preset", "smoke", "--cache-dir", str(cache_dir), "--out", str(out)])
-    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md", "results.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "predictions.csv.gz",
+        "results.json",
+        "results.md",
+        "results.png",
+    ]
     saved = json.loads((out / "results.json").read_text())
-    assert len(saved["runs"]) == len(APPROACHES) * 2 * SMOKE.n_splits
+    n_approaches = len(saved["approaches"])  # the three, the network controls, the balanced stacker, oracle
+    assert set(APPROACHES) <= set(saved["approaches"]) and n_approaches == 7
+    assert len(saved["runs"]) == n_approaches * 2 * SMOKE.n_splits * SMOKE.n_seeds
     assert saved["settings"]["network"]["width"] == SMOKE.network.width
     assert saved["settings"]["network"]["input_hw"] == list(SMOKE.network.input_hw)
     assert saved["starting_weights"].startswith("random")

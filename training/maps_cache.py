@@ -53,6 +53,10 @@ class CohortMaps:
     gradable: np.ndarray
     reasons: tuple[tuple[str, ...], ...]
 
+    def subset(self, eyes: np.ndarray) -> CohortMaps:
+        """The maps of eyes ``eyes`` (indices), in that order."""
+        return CohortMaps(self.thickness_um[eyes], self.gradable[eyes], tuple(self.reasons[i] for i in eyes))
+
 
 def load_maps(
     eyes: list[CohortEye], cache_dir=DEFAULT_CACHE_DIR, n_jobs: int | None = None, progress: bool = True

@@ -81,3 +81,50 @@ def stage_accuracies(features: np.ndarray, y_true: np.ndarray, approach: str) ->
             types = f[glaucoma, 1:].argmax(axis=1)
             out.setdefault("stage2", {})[map_name] = float(np.mean(types == y_true[glaucoma] - 1))
     return out
+
+
+ECE_BINS = 10
+
+
+def brier(probabilities: np.ndarray, y_true: np.ndarray) -> float:
+    """Multi-class Brier score: mean over eyes of sum over classes of (p - [class is true])^2 (0 best, 2
+    worst); probabilities (n, n_classes) in CLASSES order."""
+    onehot = np.eye(probabilities.shape[1])[np.asarray(y_true)]
+    return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
+
+
+def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label expected calibration error: eyes binned by their highest probability into ``bins``
+    equal-width bins over [0, 1]; the eye-weighted mean of |accuracy - mean confidence| per bin."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        total += inside.sum() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total / len(confidence))
+
+
+def per_class(cm: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """{class: {sensitivity, ppv}} from a confusion matrix (rows true); None where undefined (no true
+    eye of the class, or none predicted as it)."""
+    true, predicted, hits = cm.sum(axis=1), cm.sum(axis=0), np.diag(cm)
+    return {
+        c: {
+            "sensitivity": float(hits[i] / true[i]) if true[i] else None,
+            "ppv": float(hits[i] / predicted[i]) if predicted[i] else None,
+        }
+        for i, c in enumerate(CLASSES)
+    }
+
+
+def summarise_probabilities(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
+    """:func:`summarise` of the most probable class, with the Brier score, ECE and per-class
+    sensitivity and PPV; probabilities (n, 5) in CLASSES order."""
+    y_pred = probabilities.argmax(axis=1)
+    out = summarise(y_true, y_pred)
+    out["brier"] = brier(probabilities, y_true)
+    out["ece"] = expected_calibration_error(probabilities, y_true)
+    out["per_class"] = per_class(np.array(out["confusion"]))
+    return out

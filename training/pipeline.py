@@ -1,7 +1,7 @@
 """One training set -> stage networks + stacker: the procedure shared by training.train and the experiment.
 
     folds = plan_folds(labels, patients, eyes, k, seed, "the training set")   # CohortError up front
-    trained = train_stacked(thickness_um, labels, patients, eyes, folds, approaches, settings, seed)
+    trained = train_stacked(inputs, labels, patients, eyes, folds, approaches, settings, seed)
 
 For each of the k patient folds, the normative model and networks are fitted on the other folds and
 give the held-out eyes' stacking features (out of fold); then the normative model and networks are
@@ -23,6 +23,7 @@ from sdk.errors import CohortError
 from sdk.labels import CLASSES
 from training.data import NORMAL
 from training.hierarchy import NetworkSettings, StageModels, fit_stage_models
+from training.inputs import Inputs
 from training.seeds import derive_seed
 from training.splits import patient_folds, rest
 from training.stacking import fit_stacker, out_of_fold
@@ -36,7 +37,8 @@ class Trained:
 
     eyes : cohort indices of the training eyes. final : stage models fitted on all of them.
     oof_features : {approach: (len(eyes), 20)} out-of-fold stacking features.
-    stackers : {approach: fitted CalibratedClassifierCV(SVC)}, classes_ = class names.
+    stackers : {approach: fitted CalibratedClassifierCV(SVC)}, classes_ = class names; with
+        ``balanced_stacker``, also "<approach>_balanced": the same SVM with class-balanced weights.
     folds : held-out positions (into ``eyes``) of each fold.
     fold_trained_on : per fold, the cohort indices its normative model and networks were fitted on.
     """
@@ -87,7 +89,7 @@ def plan_folds(
 
 
 def train_stacked(
-    thickness_um: np.ndarray,
+    inputs: Inputs,
     labels: np.ndarray,
     patients: np.ndarray,
     eyes: np.ndarray,
@@ -96,16 +98,19 @@ def train_stacked(
     settings: NetworkSettings,
     seed: int,
     pool: Executor | None = None,
+    start_seed: int | None = None,
+    balanced_stacker: str | None = None,
 ) -> Trained:
     """Fit the stage models of ``approaches`` on training eyes ``eyes`` and their stackers on
-    out-of-fold features (see the module docstring). Arrays and ``pool`` as in
-    training.hierarchy.fit_stage_models."""
+    out-of-fold features (see the module docstring). Arrays, ``start_seed`` and ``pool`` as in
+    training.hierarchy.fit_stage_models; ``balanced_stacker``: an approach that also gets a
+    class-weighted stacker."""
     fold_trained_on: list[np.ndarray] = []
 
     def fit(j: int, positions: np.ndarray) -> StageModels:
         start = time.perf_counter()
         models = fit_stage_models(
-            thickness_um,
+            inputs,
             labels,
             patients,
             eyes[positions],
@@ -113,6 +118,7 @@ def train_stacked(
             settings,
             derive_seed(seed, "fold", j),
             pool,
+            start_seed,
         )
         log.info(
             "fold %d/%d: %d networks on %d eyes in %.0f s",
@@ -126,16 +132,20 @@ def train_stacked(
         return models
 
     def features(models: StageModels, positions: np.ndarray) -> dict[str, np.ndarray]:
-        return models.features(thickness_um[eyes[positions]], approaches)
+        return models.features(eyes[positions], approaches)
 
     oof = out_of_fold(len(eyes), folds, fit, features)
     start = time.perf_counter()
     final = fit_stage_models(
-        thickness_um, labels, patients, eyes, approaches, settings, derive_seed(seed, "final"), pool
+        inputs, labels, patients, eyes, approaches, settings, derive_seed(seed, "final"), pool, start_seed
     )
     log.info(
         "final: %d networks on %d eyes in %.0f s", len(final.networks), len(eyes), time.perf_counter() - start
     )
     names = np.array(CLASSES)[labels[eyes]]
     stackers = {a: fit_stacker(oof[a], names, folds) for a in approaches}
+    if balanced_stacker:
+        stackers[f"{balanced_stacker}_balanced"] = fit_stacker(
+            oof[balanced_stacker], names, folds, class_weight="balanced"
+        )
     return Trained(eyes, final, oof, stackers, folds, fold_trained_on)

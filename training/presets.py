@@ -1,11 +1,15 @@
-"""Named settings for the experiment and for training: smoke (CI), cpu (2-core CPU, < 1 h), paper (GPU).
+"""Named settings for the experiment and for training: smoke (CI), cpu (2-core CPU, < 1 h, random start),
+cpu-transfer (2-core CPU, pretrained full-width VGG16, frozen early layers), paper (GPU).
 
 Cohort sizes follow the paper (156 normal + 798 glaucoma eyes = 954; 215 test eyes; full training
 set 739 eyes, reduced one 185 = a quarter). ``smoke`` shrinks everything to run in CI (its reduced
 training set is half the full one: a quarter of its 93 eyes cannot hold every class in every fold); ``cpu``
 keeps the paper's cohort and protocol and shrinks the networks (width, input size) and the rendered
 volumes (64 B-scans of 256 A-scans: segmentation stays accurate) to fit one hour on 2 cores;
-``paper`` is full-width VGG16 at 224 x 224 from ImageNet weights, for a GPU.
+``cpu-transfer`` is full-width VGG16 from natural-image weights (``--imagenet-weights``): the first
+12 convolutions frozen and computed once per eye (64 x 64 px input), conv5_3 and the head trained,
+5 training seeds per split, a normative database of 200 separate normal eyes, the clinical cohort;
+``paper`` is full-width VGG16 at 224 x 224 with every layer trained from those weights, for a GPU.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from training.hierarchy import NetworkSettings
 from training.networks.fit import FitSettings
 
 PAPER_TEST_FRACTION = 215 / 954
+CPU_TRANSFER_FROZEN_LAYERS = (
+    28  # torchvision indices: blocks 1-4 and conv5_1-5_2 frozen; conv5_3 + head trained
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +35,12 @@ class Preset:
     n_splits : random test splits. test_fraction : share of the gradable eyes in each test split.
     reduced_fraction : size of the reduced training set, as a share of the full one.
     k_folds : patient folds for the out-of-fold stacking features.
-    needs_imagenet : the networks must start from ImageNet weights (--imagenet PATH).
+    needs_imagenet : the networks must start from pretrained weights (--imagenet-weights PATH).
+    n_seeds : training seeds per split and training set (start weights, validation part, batch order).
+    n_normative : normal eyes of other subjects whose normative model every fit uses (an instrument's
+        database); 0: each fit uses its own normal training eyes.
+    clinical : the phantom cohort is phantom.clinical_cohort (graded by two simulated specialists, only
+        agreed eyes kept, clinical severity spectrum, fellow eyes that differ); else phantom.cohort.
     """
 
     name: str
@@ -42,6 +54,9 @@ class Preset:
     k_folds: int
     network: NetworkSettings
     needs_imagenet: bool = False
+    n_seeds: int = 1
+    n_normative: int = 0
+    clinical: bool = False
 
 
 PRESETS = {
@@ -81,6 +96,29 @@ PRESETS = {
             fit=FitSettings(max_epochs=30, patience=4, batch_size=32, learning_rate=3e-4, weight_decay=1e-4),
         ),
     ),
+    "cpu-transfer": Preset(
+        "cpu-transfer",
+        n_normal=156,
+        n_glaucoma=798,
+        cohort_seed=0,
+        volume_shape=(64, 496, 256),
+        n_splits=3,
+        test_fraction=PAPER_TEST_FRACTION,
+        reduced_fraction=0.25,
+        k_folds=3,
+        network=NetworkSettings(
+            width=1.0,
+            input_hw=(64, 64),
+            dropout=0.5,
+            val_fraction=0.15,
+            frozen_layers=CPU_TRANSFER_FROZEN_LAYERS,
+            fit=FitSettings(max_epochs=8, patience=2, batch_size=32, learning_rate=1e-4, weight_decay=1e-4),
+        ),
+        needs_imagenet=True,
+        n_seeds=5,
+        n_normative=200,
+        clinical=True,
+    ),
     "paper": Preset(
         "paper",
         n_normal=156,
@@ -99,5 +137,8 @@ PRESETS = {
             fit=FitSettings(max_epochs=30, patience=5, batch_size=32, learning_rate=1e-4, weight_decay=1e-4),
         ),
         needs_imagenet=True,
+        n_seeds=5,
+        n_normative=200,
+        clinical=True,
     ),
 }

@@ -22,12 +22,12 @@ from sdk.maps import MAP_NAMES
 from sdk.nets.vgg16 import VGG16, count_macs
 from training.hierarchy import APPROACH_TITLES
 from training.maps_cache import CohortMaps
-from training.metrics import WEIGHTED_ACCURACY_NOTE
+from training.metrics import WEIGHTED_ACCURACY_NOTE, per_class
 from training.networks.fit import DEVICE
 from training.presets import Preset
 from training.stacking import CALIBRATION, SVM_C, SVM_KERNEL
 
-METRICS = ("kappa", "balanced_accuracy", "accuracy")
+METRICS = ("kappa", "balanced_accuracy", "accuracy", "brier", "ece")
 PAPER = {"kappa": 0.809, "balanced_accuracy": 0.839, "flat_kappa": 0.727}  # An et al. 2021 and press release
 
 
@@ -41,6 +41,7 @@ def settings_summary(preset: Preset) -> dict:
         "test_fraction": preset.test_fraction,
         "reduced_fraction": preset.reduced_fraction,
         "k_folds": preset.k_folds,
+        "n_seeds": preset.n_seeds,
         "network": {
             "arch": "VGG16 trunk (torchvision layout), global-average-pool + dropout + linear head",
             "width": net.width,
@@ -50,6 +51,9 @@ def settings_summary(preset: Preset) -> dict:
             "parameters_stage1": sum(p.numel() for p in model.parameters()),
             "macs_per_image": count_macs(model, net.input_hw),
             "shared_trunk_blocks": net.shared_trunk_blocks,
+            "frozen_layers": net.frozen_layers,
+            "trained_parameters": sum(p.numel() for p in model.features[net.frozen_layers :].parameters())
+            + sum(p.numel() for p in model.head.parameters()),
             "val_fraction": net.val_fraction,
             "fit": dataclasses.asdict(net.fit),
             "loss": "cross-entropy weighted by inverse class frequency",
@@ -76,6 +80,17 @@ def describe_cohort(cohort: dict, eyes, labels: np.ndarray, maps: CohortMaps) ->
             "note": "left out of training and evaluation, never given a class",
             "eyes": {eyes[i].eye_id: list(maps.reasons[i]) for i in ungradable},
         },
+    }
+
+
+def describe_normative(normative_eyes, normative) -> dict:
+    """Where the deviation maps' normative model comes from."""
+    if normative is None:
+        return {"source": "each fit's own normal training eyes (test eyes and held-out folds never shape it)"}
+    return {
+        "source": "a separate set of normal eyes of other subjects, fitted once (an instrument's database)",
+        "n_eyes": len(normative_eyes),
+        "n_gradable_eyes_used": int(normative.n_eyes),
     }
 
 
@@ -119,12 +134,13 @@ def summary_stats(runs: list[dict], approaches, training_sets) -> dict:
                     "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
                     "values": values,
                 }
-            stages = chosen[0]["stage_accuracy"]
+            stages = chosen[0].get("stage_accuracy", {})
             entry["stage_accuracy"] = {
                 stage: {m: float(np.mean([r["stage_accuracy"][stage][m] for r in chosen])) for m in per_map}
                 for stage, per_map in stages.items()
             }
             entry["confusion"] = np.sum([r["confusion"] for r in chosen], axis=0).tolist()
+            entry["per_class"] = per_class(np.array(entry["confusion"]))
             out.setdefault(approach, {})[name] = entry
     return out
 
@@ -177,10 +193,33 @@ def write_report(results: dict, out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "results.json", out_dir / "results.md", out_dir / "results.png"]
-    paths[0].write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
-    paths[1].write_text(markdown(results))
-    plot(results, paths[2])
+    predictions = results.get("predictions", [])
+    saved = {k: v for k, v in results.items() if k != "predictions"}
+    paths[0].write_text(json.dumps(saved, indent=1, sort_keys=False) + "\n")
+    paths[1].write_text(markdown(saved))
+    plot(saved, paths[2])
+    if predictions:
+        paths.append(out_dir / "predictions.csv.gz")
+        write_predictions(predictions, paths[-1])
     return paths
+
+
+PREDICTION_COLUMNS = ("split", "training_set", "seed_index", "approach", "eye_id", "cohort_index")
+
+
+def write_predictions(predictions: list[dict], path: Path) -> None:
+    """One row per (split, training set, seed, approach, test eye): its 5 class probabilities (CLASSES
+    order, 6 decimals) and the predicted class (the most probable), gzip-compressed CSV."""
+    import csv
+    import gzip
+
+    with gzip.open(path, "wt", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*PREDICTION_COLUMNS, *(f"p_{c}" for c in CLASSES), "predicted"])
+        for p in predictions:
+            for eye, index, probs in zip(p["eyes"], p["cohort_index"], p["probabilities"], strict=True):
+                key = (p["split"], p["training_set"], p["seed_index"], p["approach"], eye, index)
+                writer.writerow([*key, *(f"{v:.6f}" for v in probs), CLASSES[int(np.argmax(probs))]])
 
 
 def markdown(results: dict) -> str:
@@ -202,7 +241,8 @@ def markdown(results: dict) -> str:
         f"- Networks: VGG16 width {net['width']:g} (channels {'-'.join(map(str, net['channels']))}), "
         f"input {net['input_hw'][0]} x {net['input_hw'][1]} px, {net['parameters_stage1'] / 1e6:.2f} M "
         f"parameters, {net['macs_per_image'] / 1e6:.1f} M MACs per image; shared trunk blocks "
-        f"{net['shared_trunk_blocks']}",
+        f"{net['shared_trunk_blocks']}; frozen layers {net.get('frozen_layers', 0)} (computed once per "
+        f"eye), {net.get('trained_parameters', 0) / 1e6:.2f} M parameters trained",
         f"- Training: {net['optimiser']} lr {fit['learning_rate']:g}, batch {fit['batch_size']}, at most "
         f"{fit['max_epochs']} epochs, early stopping (patience {fit['patience']}) on "
         f"{100 * net['val_fraction']:.0f}% of the training eyes; {net['loss']}",
@@ -214,37 +254,17 @@ def markdown(results: dict) -> str:
         f"gradable eyes); the reduced training set is {100 * s['reduced_fraction']:.0f}% of each full one, "
         "tested on the same test eyes",
         "",
-        f"Mean ± sd (sample sd) over {s['n_splits']} splits; weighted accuracy = balanced accuracy "
+        f"Mean over {s['n_splits']} splits x {s.get('n_seeds', 1)} training seed(s) (logistic controls: "
+        "one seed) with its 95 % bootstrap interval; sd over runs; weighted accuracy = balanced accuracy "
         "(see below).",
         "",
     ]
-    rows = [
-        [results["approaches"][a], name, str(round(np.mean(e["n_train"])))]
-        + [f"{e[m]['mean']:.3f} ± {e[m]['sd']:.3f}" for m in METRICS]
-        for a, per_set in summary.items()
-        for name, e in per_set.items()
-    ]
-    rows += [
-        [
-            "paper: 3 hierarchical transfer",
-            "full",
-            "739",
-            str(PAPER["kappa"]),
-            str(PAPER["balanced_accuracy"]),
-            "–",
-        ],
-        ["paper: 1 flat", "full", "739", f"{PAPER['flat_kappa']} (press release)", "–", "–"],
-        [
-            "paper: 3 hierarchical transfer",
-            "reduced (1/4)",
-            "185",
-            '"same accuracy kept" (press release)',
-            "–",
-            "–",
-        ],
-    ]
-    headers = ["approach", "training set", "training eyes", "Cohen's kappa", "weighted (balanced) accuracy"]
-    lines += _table([*headers, "accuracy"], rows)
+    lines += results_table(results)
+    lines += ["", "## Paired differences (same test eyes, same seeds)", ""] + paired_table(results)
+    lines += ["", "## Approach 3 against flat, test by test (per split and seed)", ""] + tests_table(results)
+    lines += ["", "## Per-class sensitivity and PPV (test eyes pooled over splits and seeds)", ""]
+    lines += per_class_table(results)
+    lines += ["", "## Uncertainty", "", results.get("uncertainty", {}).get("method", ""), ""]
     lines += [
         "",
         "## Per-map accuracy of each stage network (test eyes, mean over splits)",
@@ -269,6 +289,94 @@ def markdown(results: dict) -> str:
     lines += ["## How the comparison is kept fair", ""] + [f"- {note}" for note in results["notes"]]
     lines += ["", "## Weighted accuracy", "", WEIGHTED_ACCURACY_NOTE, ""]
     return "\n".join(lines)
+
+
+def _ci(entry: dict | None) -> str:
+    if not entry:
+        return "–"
+    return f"{entry['estimate']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def results_table(results: dict) -> list[str]:
+    """The main table: per approach and training set, kappa and balanced accuracy with 95 % intervals,
+    accuracy, Brier score and ECE, then the paper's figures."""
+    intervals = results.get("uncertainty", {}).get("intervals", {})
+    rows = []
+    for a, per_set in results["summary"].items():
+        for name, e in per_set.items():
+            ci = intervals.get(a, {}).get(name, {})
+            rows.append(
+                [
+                    results["approaches"][a],
+                    name,
+                    str(round(np.mean(e["n_train"]))),
+                    f"{_ci(ci.get('kappa'))} (sd {e['kappa']['sd']:.3f})",
+                    _ci(ci.get("balanced_accuracy")),
+                    f"{e['accuracy']['mean']:.3f}",
+                    f"{e['brier']['mean']:.3f}",
+                    f"{e['ece']['mean']:.3f}",
+                    str(e["n_splits"]),
+                ]
+            )
+    rows += [
+        [
+            "paper: 3 hierarchical transfer",
+            "full",
+            "739",
+            str(PAPER["kappa"]),
+            str(PAPER["balanced_accuracy"]),
+        ]
+        + ["–"] * 4,
+        ["paper: 1 flat", "full", "739", f"{PAPER['flat_kappa']} (press release)"] + ["–"] * 5,
+        ["paper: 3 hierarchical transfer", "reduced (1/4)", "185", '"same accuracy kept" (press release)']
+        + ["–"] * 5,
+    ]
+    headers = ["approach", "training set", "training eyes", "Cohen's kappa [95 % CI]"]
+    headers += ["weighted (balanced) accuracy [95 % CI]", "accuracy", "Brier", "ECE", "runs"]
+    return _table(headers, rows)
+
+
+def paired_table(results: dict) -> list[str]:
+    rows = [
+        [pair, name, _ci(e["kappa"]), f"{e['kappa']['p_two_sided']:.3f}", _ci(e["balanced_accuracy"])]
+        for pair, per_set in results.get("uncertainty", {}).get("paired", {}).items()
+        for name, e in per_set.items()
+    ]
+    headers = ["difference", "training set", "kappa difference [95 % CI]", "bootstrap p"]
+    return _table([*headers, "balanced accuracy difference [95 % CI]"], rows)
+
+
+def tests_table(results: dict) -> list[str]:
+    rows = []
+    for name, tests in results.get("uncertainty", {}).get("tests", {}).items():
+        for t in tests:
+            m, sm = t["mcnemar"], t["stuart_maxwell"]
+            rows.append(
+                [
+                    name,
+                    str(t["split"] + 1),
+                    str(t["seed_index"] + 1),
+                    f"{m['a_only']} / {m['b_only']}",
+                    f"{m['p']:.3f}",
+                    f"{sm['chi2']:.2f} (df {sm['df']})",
+                    f"{sm['p']:.3f}",
+                ]
+            )
+    headers = ["training set", "split", "seed", "eyes right only by 3 / only by flat", "McNemar p"]
+    return _table([*headers, "Stuart-Maxwell chi2", "Stuart-Maxwell p"], rows)
+
+
+def per_class_table(results: dict) -> list[str]:
+    def f(v):
+        return "–" if v is None else f"{v:.2f}"
+
+    rows = [
+        [results["approaches"][a], name]
+        + [f"{f(e['per_class'][c]['sensitivity'])} / {f(e['per_class'][c]['ppv'])}" for c in CLASSES]
+        for a, per_set in results["summary"].items()
+        for name, e in per_set.items()
+    ]
+    return _table(["approach", "training set", *(f"{c} sens / PPV" for c in CLASSES)], rows)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:

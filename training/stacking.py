@@ -43,11 +43,14 @@ def out_of_fold(
     return out
 
 
-def fit_stacker(features: np.ndarray, labels: np.ndarray, folds: list[np.ndarray]) -> CalibratedClassifierCV:
+def fit_stacker(
+    features: np.ndarray, labels: np.ndarray, folds: list[np.ndarray], class_weight: str | None = None
+) -> CalibratedClassifierCV:
     """Fit the stacker on out-of-fold ``features`` (n_eyes, 20) and class names ``labels`` (n_eyes,),
-    calibrating over ``folds`` (held-out positions). Its classes_ are the class names, sorted."""
+    calibrating over ``folds`` (held-out positions). Its classes_ are the class names, sorted.
+    class_weight : None, or "balanced" (the SVM weighs each class by the inverse of its frequency)."""
     cv = [(rest(len(labels), held), held) for held in folds]
     stacker = CalibratedClassifierCV(
-        SVC(kernel=SVM_KERNEL, C=SVM_C, gamma="scale"), method=CALIBRATION, cv=cv
+        SVC(kernel=SVM_KERNEL, C=SVM_C, gamma="scale", class_weight=class_weight), method=CALIBRATION, cv=cv
     )
     return stacker.fit(features, labels)

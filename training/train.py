@@ -28,13 +28,14 @@ from sdk.labels import CLASSES
 from sdk.maps import MAP_NAMES
 from training.checkpoint import write_checkpoint
 from training.cohort import CohortEye
+from training.inputs import fixed_normative, make_inputs
 from training.maps_cache import load_maps
 from training.metrics import stage_accuracies, summarise
 from training.networks.fit import configure_torch, training_pool
 from training.options import add_arguments, resolve
 from training.pipeline import Trained, plan_folds, require_classes, train_stacked
 from training.presets import Preset
-from training.report import compute_summary, describe_cohort, settings_summary, versions
+from training.report import compute_summary, describe_cohort, describe_normative, settings_summary, versions
 from training.seeds import derive_seed
 from training.splits import patient_folds, rest
 from training.stacking import fit_stacker
@@ -56,6 +57,7 @@ def train_checkpoint(
     overwrite: bool = False,
     progress: bool = True,
     command: str = "",
+    normative_eyes=(),
 ) -> Path:
     """Train approach 3 on every gradable eye and write the checkpoint directory ``out``.
 
@@ -68,14 +70,17 @@ def train_checkpoint(
     labels = np.array([CLASSES.index(e.label) for e in eyes])
     patients = np.array([e.patient_id for e in eyes])
     require_classes(labels, "the cohort")
-    maps = load_maps(eyes, cache_dir, n_jobs, progress)
+    all_maps = load_maps(list(eyes) + list(normative_eyes), cache_dir, n_jobs, progress)
+    maps = all_maps.subset(np.arange(len(eyes)))
+    normative = fixed_normative(all_maps, len(eyes)) if normative_eyes else None
+    inputs = make_inputs(maps.thickness_um, labels, preset.network, normative)
     train = np.flatnonzero(maps.gradable)
     folds = plan_folds(
         labels, patients, train, preset.k_folds, derive_seed(seed, "folds"), "the gradable eyes"
     )
     with training_pool(workers) or nullcontext() as pool:
         trained = train_stacked(
-            maps.thickness_um,
+            inputs,
             labels,
             patients,
             train,
@@ -99,6 +104,8 @@ def train_checkpoint(
         "seeds": {"run": seed, "start": preset.network.start_seed},
         "compute": compute_summary(workers),
         "starting_weights": preset.network.starting_weights(),
+        "pretrained_weights": preset.network.pretrained_weights(),
+        "normative": describe_normative(normative_eyes, normative),
         "settings": settings_summary(preset),
         "versions": versions(),
         "metrics": out_of_fold_metrics(trained, labels, patients, preset.k_folds, seed),
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    preset, eyes, cohort = resolve(parser, args)
+    preset, eyes, cohort, normative_eyes = resolve(parser, args)
     configure_torch(1 if args.workers > 1 else None)
     path = train_checkpoint(
         preset,
@@ -174,6 +181,7 @@ def main(argv: list[str] | None = None) -> Path:
         workers=args.workers,
         overwrite=args.overwrite,
         command=" ".join(["python -m training.train", *argv]),
+        normative_eyes=normative_eyes,
     )
     print(path)
     return path

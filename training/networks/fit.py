@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 PREDICT_BATCH = 256
+CHANNELS_LAST_MIN_PX = 32
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -40,11 +41,13 @@ class FitSettings:
 
 @dataclass(frozen=True)
 class FitLog:
-    """What a fit did: epochs run, the best epoch (1-based) and its validation loss."""
+    """What a fit did: epochs run, the best epoch (1-based), its validation loss, and the optimiser
+    steps taken (batches)."""
 
     epochs: int
     best_epoch: int
     val_loss: float
+    steps: int = 0
 
 
 def fit_network(
@@ -55,10 +58,14 @@ def fit_network(
     y_val: np.ndarray,
     settings: FitSettings,
     seed: int,
+    max_steps: int | None = None,
 ) -> FitLog:
-    """Train ``model`` in place on images ``x`` (n, 3, height, width) float32 with class indices ``y``
-    (n,), early-stopping on (x_val, y_val); on the CPU deterministic for a given seed and thread count.
+    """Train ``model`` in place on inputs ``x`` (n, channels, height, width) float32 (images, or a frozen
+    trunk's outputs) with class indices ``y`` (n,), early-stopping on (x_val, y_val); on the CPU
+    deterministic for a given seed and thread count.
 
+    max_steps : instead of early stopping, exactly this many optimiser steps (batches), over as many
+    epochs as they take; the weights of the epoch with the lowest validation loss are kept either way.
     Only parameters with requires_grad are trained (frozen blocks stay as they are).
     """
     torch.manual_seed(seed)
@@ -67,7 +74,7 @@ def fit_network(
     counts = np.bincount(y, minlength=num_classes)
     weight = torch.tensor(len(y) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = nn.CrossEntropyLoss(weight=weight.to(DEVICE))
-    model.to(DEVICE, memory_format=torch.channels_last)
+    model.to(DEVICE, memory_format=_memory_format(x))
     x_t, y_t = _images(x), torch.as_tensor(y, dtype=torch.long, device=DEVICE)
     x_v, y_v = _images(x_val), torch.as_tensor(y_val, dtype=torch.long, device=DEVICE)
     optimiser = torch.optim.AdamW(
@@ -76,28 +83,33 @@ def fit_network(
         weight_decay=settings.weight_decay,
     )
     best_loss, best_epoch, best_state = float("inf"), 0, None
-    epoch = 0
-    for epoch in range(1, settings.max_epochs + 1):
+    epoch = steps = 0
+    max_epochs = settings.max_epochs if max_steps is None else 10**9
+    while epoch < max_epochs and (max_steps is None or steps < max_steps):
+        epoch += 1
         model.train()
         for batch in torch.randperm(len(y_t), generator=order).split(settings.batch_size):
+            if max_steps is not None and steps == max_steps:
+                break
             batch = batch.to(DEVICE)
             optimiser.zero_grad(set_to_none=True)
             loss_fn(model(x_t[batch]), y_t[batch]).backward()
             optimiser.step()
+            steps += 1
         val_loss = _loss(model, x_v, y_v, loss_fn)
         if val_loss < best_loss:
             best_loss, best_epoch = val_loss, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif epoch - best_epoch >= settings.patience:
+        elif max_steps is None and epoch - best_epoch >= settings.patience:
             break
     model.load_state_dict(best_state)
     model.eval().cpu()
-    return FitLog(epoch, best_epoch, best_loss)
+    return FitLog(epoch, best_epoch, best_loss, steps)
 
 
 def predict_proba(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """Softmax probabilities (n, num_classes) float64 of images ``x`` (n, 3, height, width) float32."""
-    model.eval().to(DEVICE)
+    """Softmax probabilities (n, num_classes) float64 of inputs ``x`` (n, channels, height, width) float32."""
+    model.eval().to(DEVICE, memory_format=_memory_format(x))
     with torch.inference_mode():
         out = [torch.softmax(model(batch), dim=1).cpu() for batch in _images(x).split(PREDICT_BATCH)]
     model.cpu()
@@ -127,9 +139,15 @@ def training_pool(workers: int) -> Executor | None:
     )
 
 
+def _memory_format(x) -> torch.memory_format:
+    """Channels-last for images (about twice as fast here), the default order for the small spatial
+    maps of a frozen trunk's outputs (channels-last is about half as fast at 4 x 4 px)."""
+    return torch.channels_last if x.shape[-1] >= CHANNELS_LAST_MIN_PX else torch.contiguous_format
+
+
 def _images(x: np.ndarray) -> torch.Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(x)).to(DEVICE)
-    return tensor.contiguous(memory_format=torch.channels_last)
+    return tensor.contiguous(memory_format=_memory_format(x))
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> float:
