@@ -98,7 +98,7 @@ def test_paired_bootstrap_sees_a_real_difference_and_none_where_there_is_none():
     rng = np.random.default_rng(2)
     better, worse = make_splits(rng, 0.8), make_splits(np.random.default_rng(2), 0.6)
     for b, w in zip(better, worse, strict=True):  # same eyes and patients
-        w.y, w.group, w.members = b.y, b.group, b.members
+        w.y, w.group = b.y, b.group
         w.pred = np.where(rng.random(w.pred.shape) < 0.6, b.y, rng.integers(0, 5, w.pred.shape))
     diff = paired_bootstrap(better, worse, "kappa", n_boot=400)
     assert diff["low"] > 0.1 and diff["p_two_sided"] < 0.01

@@ -45,7 +45,7 @@ from training.report import (
 from training.seeds import derive_seed
 from training.splits import take_patients
 from training.uncertainty import (
-    METRIC_FUNCTIONS,
+    METRICS,
     UNCERTAINTY_NOTE,
     SplitPredictions,
     bootstrap,
@@ -244,21 +244,21 @@ def uncertainty(predictions: list[dict], labels, patients, approaches, training_
         for name in training_sets:
             if (approach, name) in table:
                 out["intervals"].setdefault(approach, {})[name] = {
-                    m: bootstrap(splits(approach, name), m) for m in METRIC_FUNCTIONS
+                    m: bootstrap(splits(approach, name), m) for m in METRICS
                 }
     for name in training_sets:
         for approach in approaches:
             if approach != "flat" and (approach, name) in table and ("flat", name) in table:
                 out["paired"].setdefault(f"{approach} - flat", {})[name] = {
                     m: paired_bootstrap(splits(approach, name), splits("flat", name), m)
-                    for m in METRIC_FUNCTIONS
+                    for m in METRICS
                 }
     for approach in ("transfer", "flat"):
         if (approach, "reduced") in table and (approach, "full") in table:
             out["paired"][f"{approach}: reduced - full"] = {
                 "reduced": {
                     m: paired_bootstrap(splits(approach, "reduced"), splits(approach, "full"), m)
-                    for m in METRIC_FUNCTIONS
+                    for m in METRICS
                 }
             }
     for name in training_sets:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from training.metrics import balanced_accuracy, cohen_kappa, confusion
+from training.metrics import confusion
 
 N_BOOTSTRAP = 2000
 UNCERTAINTY_NOTE = (
@@ -27,37 +27,72 @@ UNCERTAINTY_NOTE = (
     "both approaches; p is the two-sided bootstrap p-value. McNemar (exact) and Stuart-Maxwell compare "
     "approach 3 with flat on each split's test eyes for each seed."
 )
-METRIC_FUNCTIONS = {"kappa": cohen_kappa, "balanced_accuracy": balanced_accuracy}
+METRICS = ("kappa", "balanced_accuracy")
 
 
 class SplitPredictions:
     """One approach's predicted classes on one split's test eyes: pred (n_seeds, n_eyes) ints, y (n_eyes,)
     true class indices, patients (n_eyes,) patient ids."""
 
-    def __init__(self, pred: np.ndarray, y: np.ndarray, patients: np.ndarray):
+    def __init__(self, pred: np.ndarray, y: np.ndarray, patients: np.ndarray, n_classes: int = 5):
         self.pred, self.y = np.atleast_2d(pred), np.asarray(y)
         _, self.group = np.unique(np.asarray(patients), return_inverse=True)
-        self.members = [np.flatnonzero(self.group == g) for g in range(self.group.max() + 1)]
+        self.n_patients, self.n_classes = int(self.group.max()) + 1, n_classes
+
+    def patient_confusions(self) -> np.ndarray:
+        """(n_seeds, n_patients, n_classes ** 2) confusion counts of each patient's eyes per seed."""
+        k = self.n_classes
+        out = np.zeros((len(self.pred), self.n_patients, k * k))
+        for s, pred in enumerate(self.pred):
+            np.add.at(out[s], (self.group, self.y * k + pred), 1)
+        return out
 
 
-def _metric(split: SplitPredictions, metric: str, eyes: np.ndarray, seeds: np.ndarray) -> float:
-    function = METRIC_FUNCTIONS[metric]
-    return float(
-        np.mean([function(confusion(split.y[eyes], split.pred[s % len(split.pred), eyes])) for s in seeds])
-    )
+def _metric_of(cm: np.ndarray, metric: str) -> np.ndarray:
+    """kappa or balanced accuracy of confusion matrices cm (..., k * k), rows true, vectorised."""
+    k = int(round(np.sqrt(cm.shape[-1])))
+    cm = cm.reshape(*cm.shape[:-1], k, k)
+    diag = np.diagonal(cm, axis1=-2, axis2=-1)
+    rows, cols = cm.sum(axis=-1), cm.sum(axis=-2)
+    n = rows.sum(axis=-1)
+    if metric == "kappa":
+        observed, chance = diag.sum(axis=-1) / n, (rows * cols).sum(axis=-1) / n**2
+        return (observed - chance) / (1 - chance)
+    present = rows > 0
+    return np.sum(np.where(present, diag / np.maximum(rows, 1), 0), axis=-1) / present.sum(axis=-1)
+
+
+def _replicates(splits: list[SplitPredictions], metric: str, draws) -> np.ndarray:
+    """The metric's mean over splits and seeds for each replicate: draws = per split (patient counts
+    (n_boot, n_patients), seed counts (n_boot, n_seeds))."""
+    per_split = []
+    for split, (patient_counts, seed_counts) in zip(splits, draws, strict=True):
+        confusions = split.patient_confusions()  # (n_seeds, n_patients, k * k)
+        n_seeds = seed_counts.shape[1]
+        values = np.stack(
+            [_metric_of(patient_counts @ confusions[s % len(confusions)], metric) for s in range(n_seeds)],
+            axis=1,
+        )
+        per_split.append(np.sum(values * seed_counts, axis=1) / n_seeds)
+    return np.mean(per_split, axis=0)
 
 
 def _draws(splits: list[SplitPredictions], n_seeds: int, n_boot: int, seed: int):
-    """Per replicate and split: (eye positions of redrawn patients, redrawn seed indices)."""
+    """Per split: (patient counts (n_boot, n_patients), seed counts (n_boot, n_seeds)) of redraws with
+    replacement, and the identity draw (every patient and seed once) for the estimate."""
     rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield [
+    draws, full = [], []
+    for s in splits:
+        patients = rng.integers(0, s.n_patients, (n_boot, s.n_patients))
+        seeds = rng.integers(0, n_seeds, (n_boot, n_seeds))
+        draws.append(
             (
-                np.concatenate([s.members[g] for g in rng.integers(0, len(s.members), len(s.members))]),
-                rng.integers(0, n_seeds, n_seeds),
+                np.stack([np.bincount(row, minlength=s.n_patients) for row in patients]).astype(float),
+                np.stack([np.bincount(row, minlength=n_seeds) for row in seeds]).astype(float),
             )
-            for s in splits
-        ]
+        )
+        full.append((np.ones((1, s.n_patients)), np.ones((1, n_seeds))))
+    return draws, full
 
 
 def bootstrap(
@@ -75,21 +110,19 @@ def paired_bootstrap(
     seed: int = 0,
 ) -> dict[str, float]:
     """{estimate, low, high, p_two_sided}: mean ``metric`` of ``a`` minus that of ``b`` (or of ``a`` alone
-    when b is None) over the same splits, with its 95 % interval; p_two_sided is twice the smaller
-    share of replicates on either side of 0 (a bootstrap p-value, at least 1 / n_boot)."""
+    when b is None) over the same splits (same eyes and patients), with its 95 % interval; p_two_sided
+    is twice the smaller share of replicates on either side of 0 (a bootstrap p-value, at least
+    1 / n_boot)."""
     n_seeds = max(len(s.pred) for s in a + (b or []))
+    draws, full = _draws(a, n_seeds, n_boot, seed)
 
-    def value(draw) -> float:
-        va = np.mean([_metric(s, metric, eyes, seeds) for s, (eyes, seeds) in zip(a, draw, strict=True)])
-        if b is None:
-            return float(va)
-        vb = np.mean([_metric(s, metric, eyes, seeds) for s, (eyes, seeds) in zip(b, draw, strict=True)])
-        return float(va - vb)
+    def value(d) -> np.ndarray:
+        va = _replicates(a, metric, d)
+        return va if b is None else va - _replicates(b, metric, d)
 
-    full = [(np.arange(len(s.y)), np.arange(n_seeds)) for s in a]
-    replicates = np.array([value(draw) for draw in _draws(a, n_seeds, n_boot, seed)])
+    replicates = value(draws)
     low, high = np.percentile(replicates, [2.5, 97.5])
-    out = {"estimate": value(full), "low": float(low), "high": float(high)}
+    out = {"estimate": float(value(full)[0]), "low": float(low), "high": float(high)}
     if b is not None:
         share = min(np.mean(replicates <= 0), np.mean(replicates >= 0))
         out["p_two_sided"] = float(max(2 * share, 1 / n_boot))
