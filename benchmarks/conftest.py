@@ -6,6 +6,7 @@ built into ``OCTC_BENCH_BUNDLE`` (default out/bench-bundle-w<width>-<px>) once a
 converters' command line in child processes (``python -m benchmarks.compare`` uses it too).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 import phantom
 import sdk
+from sdk.bundle import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = float(os.environ.get("OCTC_BENCH_WIDTH", "1"))
@@ -23,19 +25,43 @@ INPUT_PX = int(os.environ.get("OCTC_BENCH_INPUT_PX", "224"))
 SMALL_PHANTOM = ("32", "248", "128")  # golden and normative eyes of the bench bundle: fast to make
 
 
-def bench_bundle_dir() -> Path:
-    """The benchmark bundle, made if it does not exist yet."""
+def bench_bundle_dir(target: str = "all") -> Path:
+    """The benchmark bundle for ``target`` ("all", or "cpu": the lean bundle a CPU device runs, made
+    from the same checkpoint), made if it does not exist yet."""
     default = ROOT / "out" / f"bench-bundle-w{WIDTH:g}-{INPUT_PX}"
-    folder = Path(os.environ.get("OCTC_BENCH_BUNDLE", default))
-    if not (folder / "manifest.json").exists():
-        checkpoint = folder.with_name(folder.name + "-checkpoint")
+    base = Path(os.environ.get("OCTC_BENCH_BUNDLE", default))
+    folder = base if target == "all" else base.with_name(f"{base.name}-{target}")
+    if not _current(folder):
+        checkpoint = base.with_name(base.name + "-checkpoint")
         args = ["--width", str(WIDTH), "--input-px", str(INPUT_PX), "--phantom-shape", *SMALL_PHANTOM]
-        for command in (
-            ["random-checkpoint", str(checkpoint), "--overwrite", *args],
-            ["bundle", str(checkpoint), str(folder), "--overwrite", "--phantom-shape", *SMALL_PHANTOM],
-        ):
+        commands = (
+            []
+            if (checkpoint / "checkpoint.json").exists()
+            else [["random-checkpoint", str(checkpoint), "--overwrite", *args]]
+        )
+        commands.append(
+            [
+                "bundle",
+                str(checkpoint),
+                str(folder),
+                "--overwrite",
+                "--phantom-shape",
+                *SMALL_PHANTOM,
+                "--target",
+                target,
+            ]
+        )
+        for command in commands:
             subprocess.run([sys.executable, "-m", "converters", *command], check=True, cwd=ROOT)
     return folder
+
+
+def _current(folder: Path) -> bool:
+    """Whether ``folder`` holds a bundle of this SDK's schema (an older one is made again)."""
+    try:
+        return json.loads((folder / "manifest.json").read_text())["schema_version"] == SCHEMA_VERSION
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 @pytest.fixture(scope="session")

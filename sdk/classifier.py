@@ -26,7 +26,10 @@ from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES
 from sdk.maps import MAP_NAMES
 from sdk.volume import OCTVolume
 
-WARMUP_RUNS = 2
+# One pass on zeros: ONNX Runtime's first run after loading was within 4% of later ones (full-width
+# merged FP32 models on the 2-core CPU, process CPU time 3.00 s vs 2.77-2.89 s, 2026-12-01), so a
+# second pass only lengthened every start-up by a network pass (0.68 s).
+WARMUP_RUNS = 1
 
 
 class Classifier:
