@@ -5,12 +5,14 @@ Needs matplotlib (the ``report`` extra), imported only here.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from sdk.diagnosis import Diagnosis
-from sdk.errors import FileError, OCTError
+from sdk.errors import OCTError
+from sdk.files import check_writable, write_atomically
 from sdk.labels import CLASS_DESCRIPTIONS, CLASSES
 from sdk.maps import GCC_FIELD_MM, RNFL_FIELD_MM, Z_PERCENTILE_1, Z_PERCENTILE_5
 from sdk.volume import OCTVolume
@@ -21,7 +23,12 @@ THICKNESS_RANGE_UM = {"rnfl": (0.0, 200.0), "gcc": (0.0, 150.0)}
 
 
 def write_report(volume: OCTVolume, diagnosis: Diagnosis, path, *, overwrite: bool = False) -> Path:
-    """Render the report of ``diagnosis`` (made from ``volume``) to a PNG file at ``path``."""
+    """Render the report of ``diagnosis`` (made from ``volume``) to a PNG file at ``path``.
+
+    Written with :func:`sdk.files.write_atomically`: an exclusive temporary file in the target
+    folder, never through a symbolic link, an existing file replaced only with ``overwrite``.
+    Raises FileError naming ``path`` and the problem; nothing is left behind on failure.
+    """
     try:
         import matplotlib
 
@@ -30,9 +37,7 @@ def write_report(volume: OCTVolume, diagnosis: Diagnosis, path, *, overwrite: bo
         from matplotlib.colors import BoundaryNorm, ListedColormap
     except ImportError:
         raise OCTError("reports need matplotlib: pip install 'octclassify[report]'") from None
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    path = check_writable(path, overwrite=overwrite)  # before the drawing: a bad path fails at once
     maps = diagnosis.maps
     fig = plt.figure(figsize=(16, 10))
     grid = fig.add_gridspec(3, 4, height_ratios=(1.0, 0.8, 0.9), hspace=0.45, wspace=0.3)
@@ -79,11 +84,10 @@ def write_report(volume: OCTVolume, diagnosis: Diagnosis, path, *, overwrite: bo
     _bscan_panel(fig.add_subplot(grid[1, :]), volume, maps.segmentations[0])
     _probability_panel(fig.add_subplot(grid[2, :2]), diagnosis)
     _text_panel(fig.add_subplot(grid[2, 2:]), diagnosis)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return write_atomically(path, partial(fig.savefig, format="png", dpi=90), overwrite=overwrite)
+    finally:
+        plt.close(fig)
 
 
 def _bscan_panel(ax, volume: OCTVolume, seg) -> None:
