@@ -112,7 +112,7 @@ PRESETS = {
             dropout=0.5,
             val_fraction=0.15,
             frozen_layers=CPU_TRANSFER_FROZEN_LAYERS,
-            fit=FitSettings(max_epochs=8, patience=2, batch_size=32, learning_rate=1e-4, weight_decay=1e-4),
+            fit=FitSettings(max_epochs=6, patience=2, batch_size=32, learning_rate=1e-4, weight_decay=1e-4),
         ),
         needs_imagenet=True,
         n_seeds=5,
