@@ -31,9 +31,10 @@ from onnx import TensorProto, helper, numpy_helper
 from sdk.bundle import Bundle
 from sdk.engines import build, runtime
 from sdk.engines.build import build_bundle_engines, build_engine, fp16_strategy
-from sdk.engines.cache import ENV_VAR, EngineCache, engine_key, file_sha256, key_material
+from sdk.engines.cache import ENV_VAR, EngineCache, engine_key, key_material
 from sdk.engines.runtime import TensorRTModel
 from sdk.errors import BackendUnavailable, BundleError, FileError, InvalidVolume
+from sdk.files import file_sha256
 from tests.bundle_helpers import FIXTURE, copy_fixture, manifest_of, rewrite_manifest, tensorrt_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -847,3 +848,13 @@ def test_runtime_rejects_an_engine_it_cannot_deserialize(tmp_path, fake_gpu):
     path.write_bytes(b"an engine of another TensorRT version")
     with pytest.raises(BackendUnavailable, match="could not deserialize.*sdk.build_engines"):
         TensorRTModel(path)
+
+
+def test_load_hands_over_the_bytes_it_checked(cache, material):
+    built = []
+    path, data = cache.load(material, lambda: built.append(1) or b"engine bytes")
+    assert data == b"engine bytes" == path.read_bytes() and built == [1]
+    path_again, data_again = cache.load(material, lambda: built.append(2) or b"other")
+    assert (path_again, data_again, built) == (path, b"engine bytes", [1])  # a hit: the checked bytes
+    path.write_bytes(b"engine bytez")  # same size, another sha256: rebuilt, never handed over
+    assert cache.load(material, lambda: b"rebuilt")[1] == b"rebuilt"

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sdk.engines import TensorRTModel, build_bundle_engines, build_engine, tensorrt_usable
-from sdk.engines.cache import file_sha256
 from sdk.engines.runtime import version_tuple
 from sdk.errors import BackendUnavailable
+from sdk.files import file_sha256
 from tests.test_engines import INPUT_SHAPE, ort_probabilities, write_bundle, write_classifier_onnx
 
 USABLE, REASON = tensorrt_usable()
@@ -28,9 +28,9 @@ def trt_version() -> tuple[int, ...]:
     return version_tuple(tensorrt.__version__)
 
 
-def inputs(n: int = 4) -> list[np.ndarray]:
+def inputs(n: int = 4, shape=INPUT_SHAPE) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    return [rng.normal(size=INPUT_SHAPE).astype(np.float32) for _ in range(n)]
+    return [rng.normal(size=shape).astype(np.float32) for _ in range(n)]
 
 
 @pytest.mark.parametrize("strategy", ["builder_flag", "strongly_typed"])
@@ -60,9 +60,10 @@ def test_bundle_engines_match_onnxruntime_and_cache_round_trip(tmp_path):
     bundle = write_bundle(tmp_path / "bundle")
     cache_dir = tmp_path / "engines"
     engines = build_bundle_engines(bundle, cache_dir=cache_dir, workspace_bytes=1 << 28)
+    shape = (1, 3, 32, 32)  # the fixture bundle's input
     for name, path in engines.items():
         with TensorRTModel(path) as model:
-            for x in inputs(2):
+            for x in inputs(2, shape):
                 expected = ort_probabilities(bundle / f"models/{name}.onnx", x)
                 np.testing.assert_allclose(model.infer(x), expected, atol=FP16_ATOL)
 
@@ -70,16 +71,16 @@ def test_bundle_engines_match_onnxruntime_and_cache_round_trip(tmp_path):
     assert build_bundle_engines(bundle, cache_dir=cache_dir) == engines  # hits: nothing rebuilt
     assert {name: path.stat().st_mtime_ns for name, path in engines.items()} == stamps
 
-    damaged = engines["map0.stage1"]
+    damaged = engines["rnfl_thickness.stage1"]
     data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    rebuilt = build_bundle_engines(bundle, cache_dir=cache_dir)["map0.stage1"]
+    rebuilt = build_bundle_engines(bundle, cache_dir=cache_dir)["rnfl_thickness.stage1"]
     assert file_sha256(rebuilt) == json.loads(rebuilt.with_suffix(".json").read_text())["engine_sha256"]
     with TensorRTModel(rebuilt) as model:
-        x = inputs(1)[0]
+        x = inputs(1, shape)[0]
         np.testing.assert_allclose(
-            model.infer(x), ort_probabilities(bundle / "models/map0.stage1.onnx", x), atol=FP16_ATOL
+            model.infer(x), ort_probabilities(bundle / "models/rnfl_thickness.stage1.onnx", x), atol=FP16_ATOL
         )
 
 

@@ -37,18 +37,20 @@ class TensorRTBackend(Backend):
 
     def __init__(self, bundle: Bundle, precision: str = "fp16", *, cache_dir=None, threads=None):
         super().__init__(bundle, precision)
-        from sdk.engines import TensorRTModel, build_bundle_engines, device_identity
+        from sdk.engines import TensorRTModel, device_identity
+        from sdk.engines.build import load_bundle_engines
 
         _LOG.info(
             "TensorRT engines for bundle %s: from the engine cache, or built now (first use: this may "
             "take several minutes)",
             bundle.bundle_id[:12],
         )
-        paths = build_bundle_engines(bundle, cache_dir=cache_dir, logger=_LOG)
+        engines = load_bundle_engines(bundle, cache_dir=cache_dir, logger=_LOG)
+        paths = {name: path for name, (path, _) in engines.items()}
         self._models = []
         try:
-            for spec in bundle.models:
-                self._models.append(TensorRTModel(paths[spec.name]))
+            for spec in bundle.models:  # from the bytes the cache checked: the file is not read again
+                self._models.append(TensorRTModel(engines.pop(spec.name)[1]))
         except BaseException:
             self._release()
             raise

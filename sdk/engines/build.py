@@ -223,6 +223,19 @@ def build_bundle_engines(
     *,
     workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
 ) -> dict[str, Path]:
+    """Model name -> engine file of :func:`load_bundle_engines` (same arguments)."""
+    engines = load_bundle_engines(bundle, cache_dir, force, logger, workspace_bytes=workspace_bytes)
+    return {name: path for name, (path, _) in engines.items()}
+
+
+def load_bundle_engines(
+    bundle: Bundle | str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    logger: logging.Logger | None = None,
+    *,
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+) -> dict[str, tuple[Path, bytes]]:
     """Build (or find in the engine cache) one FP16 engine per per-stage model of a bundle.
 
     bundle : a :class:`~sdk.bundle.Bundle` (a path is loaded with ``Bundle.load``, keys from
@@ -232,9 +245,10 @@ def build_bundle_engines(
         rebuilds) from the bytes :meth:`~sdk.bundle.Bundle.read` checked. A tactic timing cache per
         GPU and TensorRT version, kept in the cache folder, speeds up rebuilds.
 
-    Returns model name -> engine file path. Raises BundleError (bad bundle), BackendUnavailable
-    (no TensorRT or GPU, a bundle without the models TensorRT reads, or a failed build), FileError
-    (cache folder not writable).
+    Returns model name -> (engine file, engine bytes): the bytes whose sha256 the cache checked (or
+    that were just built), to deserialise without opening the file again. Raises BundleError (bad
+    bundle), BackendUnavailable (no TensorRT or GPU, a bundle without the models TensorRT reads, or
+    a failed build), FileError (cache folder not writable).
     """
     log = logger or _LOG
     if not isinstance(bundle, Bundle):
@@ -260,7 +274,7 @@ def build_bundle_engines(
         device["tensorrt_version"],
         strategy,
     )
-    engines = {}
+    engines: dict[str, tuple[Path, bytes]] = {}
     for spec in bundle.models:
         onnx_file = spec.files[precision]
         input_shapes = {spec.input_name: list(spec.input_shape)}
@@ -284,6 +298,6 @@ def build_bundle_engines(
                 source=f"{bundle.path / onnx_file}",
             )
 
-        engines[spec.name] = cache.get_or_build(material, build, force=force)
-        log.info("%s: %s", spec.name, engines[spec.name])
+        engines[spec.name] = cache.load(material, build, force=force)
+        log.info("%s: %s", spec.name, engines[spec.name][0])
     return engines

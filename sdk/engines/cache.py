@@ -30,7 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sdk.errors import FileError
-from sdk.files import file_sha256
 
 ENV_VAR = "OCTC_ENGINE_CACHE"
 DEFAULT_DIR = Path("~/.cache/octclassify/engines")
@@ -167,7 +166,8 @@ class EngineCache:
         """Path of a valid engine for ``material``, or None (any invalid entry is deleted)."""
         key = engine_key(material)
         with file_lock(self.directory / f"{key}.lock"):
-            return self._valid_entry(key, material)
+            found = self._valid_entry(key, material)
+            return None if found is None else found[0]
 
     def store(self, material: dict, engine_bytes) -> Path:
         """Store a serialized engine for ``material`` atomically; return the engine's path."""
@@ -181,23 +181,29 @@ class EngineCache:
         The key's lock is held throughout, so a second process asking for the same key waits for
         the first build and then finds it. ``force`` rebuilds even when a valid entry exists.
         """
+        return self.load(material, build, force=force)[0]
+
+    def load(self, material: dict, build: Callable[[], bytes], *, force: bool = False) -> tuple[Path, bytes]:
+        """As :meth:`get_or_build`, with the engine's bytes: those whose sha256 was checked against
+        the sidecar (or that were just built), to deserialise without opening the file again."""
         key = engine_key(material)
         with file_lock(self.directory / f"{key}.lock"):
-            path = None if force else self._valid_entry(key, material)
-            if path is not None:
-                _LOG.info("engine cache hit: %s", path)
-                return path
-            return self._write(key, material, build())
+            found = None if force else self._valid_entry(key, material)
+            if found is not None:
+                _LOG.info("engine cache hit: %s", found[0])
+                return found
+            data = bytes(build())
+            return self._write(key, material, data), data
 
-    def _valid_entry(self, key: str, material: dict) -> Path | None:
+    def _valid_entry(self, key: str, material: dict) -> tuple[Path, bytes] | None:
         """Call with the key's lock held. Removes leftover temp files and any invalid entry."""
         for leftover in self.directory.glob(f".{key}.*.tmp"):
             _LOG.warning("removing %s left by an interrupted write", leftover)
             leftover.unlink(missing_ok=True)
         engine, sidecar = self.paths(key)
-        problem = _entry_problem(engine, sidecar, material)
+        problem, data = _read_entry(engine, sidecar, material)
         if problem is None:
-            return engine
+            return engine, data
         if engine.exists() or sidecar.exists():
             _LOG.warning("discarding cached engine %s (%s); it will be rebuilt", engine, problem)
             engine.unlink(missing_ok=True)
@@ -225,23 +231,27 @@ class EngineCache:
         return engine
 
 
-def _entry_problem(engine: Path, sidecar: Path, material: dict) -> str | None:
-    """Why the entry (engine, sidecar) cannot serve ``material``, or None if it can."""
+def _read_entry(engine: Path, sidecar: Path, material: dict) -> tuple[str | None, bytes | None]:
+    """(None, the engine's bytes) if the entry (engine, sidecar) can serve ``material``, else (why
+    not, None). The engine is read once and its sha256 checked on those bytes."""
     if not sidecar.exists():
-        return "no entry" if not engine.exists() else "its sidecar is missing"
+        return ("no entry" if not engine.exists() else "its sidecar is missing"), None
     if not engine.exists():
-        return "the engine file is missing"
+        return "the engine file is missing", None
     try:
         record = json.loads(sidecar.read_text(encoding="ascii"))
         recorded_material = canonical_json(record["key_material"])
         recorded_sha256, recorded_size = record["engine_sha256"], record["engine_size_bytes"]
     except (OSError, ValueError, TypeError, KeyError):
-        return "its sidecar is unreadable"
+        return "its sidecar is unreadable", None
     if recorded_material != canonical_json(material):
-        return "its sidecar records different key material"
-    size = engine.stat().st_size
-    if size != recorded_size:
-        return f"the engine is {size} bytes, its sidecar records {recorded_size}"
-    if file_sha256(engine) != recorded_sha256:
-        return "the engine's sha256 differs from its sidecar (corrupt)"
-    return None
+        return "its sidecar records different key material", None
+    try:
+        data = engine.read_bytes()
+    except OSError as e:
+        return f"the engine cannot be read ({e.strerror or e})", None
+    if len(data) != recorded_size:
+        return f"the engine is {len(data)} bytes, its sidecar records {recorded_size}", None
+    if hashlib.sha256(data).hexdigest() != recorded_sha256:
+        return "the engine's sha256 differs from its sidecar (corrupt)", None
+    return None, data
