@@ -20,7 +20,6 @@ import sdk
 from sdk.labels import CLASSES
 from sdk.maps import MAP_NAMES
 from sdk.nets.vgg16 import VGG16, count_macs
-from training.hierarchy import APPROACH_TITLES
 from training.maps_cache import CohortMaps
 from training.metrics import WEIGHTED_ACCURACY_NOTE, per_class
 from training.networks.fit import DEVICE
@@ -284,7 +283,7 @@ def markdown(results: dict) -> str:
     for a, per_set in summary.items():
         for name, e in per_set.items():
             rows = [[c, *map(str, row)] for c, row in zip(CLASSES, e["confusion"], strict=True)]
-            lines += [f"{APPROACH_TITLES[a]}, {name} training set:", ""]
+            lines += [f"{results['approaches'][a]}, {name} training set:", ""]
             lines += _table(["true \\ predicted", *CLASSES], rows) + [""]
     lines += ["## How the comparison is kept fair", ""] + [f"- {note}" for note in results["notes"]]
     lines += ["", "## Weighted accuracy", "", WEIGHTED_ACCURACY_NOTE, ""]
@@ -415,7 +414,7 @@ def plot(results: dict, path: Path) -> None:
             )
         ax.set_xticks(
             np.arange(len(approaches)),
-            [APPROACH_TITLES[a].replace(", ", ",\n") for a in approaches],
+            [results["approaches"][a].replace(", ", ",\n") for a in approaches],
             fontsize=8,
         )
         ax.set_ylim(0, 1)
