@@ -16,12 +16,13 @@ Python traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from sdk.errors import FileError, OCTError
+from sdk.errors import BundleError, FileError, OCTError
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_UNGRADABLE, EXIT_INTERNAL, EXIT_OUTPUT = 0, 2, 3, 4, 5
 SEVERITY = (EXIT_OK, EXIT_UNGRADABLE, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OUTPUT)
@@ -100,9 +101,25 @@ def load_classifier(args):
     """The sdk.Classifier the parsed arguments ask for (raises as Classifier.load does)."""
     import sdk
 
-    return sdk.Classifier.load(
-        args.bundle, backend=args.backend, precision=args.precision, cache_dir=args.cache_dir
-    )
+    with naming_the_bundle(args.bundle):
+        return sdk.Classifier.load(
+            args.bundle,
+            backend=args.backend,
+            precision=args.precision,
+            cache_dir=args.cache_dir,
+            trusted_keys=args.trusted_keys,
+        )
+
+
+@contextlib.contextmanager
+def naming_the_bundle(bundle):
+    """Re-raise a BundleError whose message does not name the bundle folder with it in front."""
+    try:
+        yield
+    except BundleError as error:
+        if str(bundle) in str(error):
+            raise
+        raise BundleError(f"bundle {bundle}: {error}") from error
 
 
 def read_args_volume(path: Path, args):

@@ -92,12 +92,13 @@ def changes(before: dict, after: dict) -> dict[str, str]:
 
 
 def run_module(
-    module: str, args, *, unprivileged=False, file_size_limit=None, stdout=subprocess.PIPE, **kwargs
+    module: str, args, *, unprivileged=False, file_size_limit=None, close_stdout=False, stdout=subprocess.PIPE
 ):
     """``python -m module args`` as a real process; returns the CompletedProcess (text output).
 
     unprivileged : run without root's permission override (see the module docstring).
     file_size_limit : RLIMIT_FSIZE in bytes: a longer write fails with EFBIG (Python ignores SIGXFSZ).
+    close_stdout : start it with file descriptor 1 closed.
     """
 
     def before_exec() -> None:
@@ -108,6 +109,8 @@ def run_module(
                     os._exit(97)
         if file_size_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+        if close_stdout:
+            os.close(1)
 
     process = subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
@@ -117,7 +120,6 @@ def run_module(
         text=True,
         timeout=PROCESS_TIMEOUT_S,
         preexec_fn=before_exec,
-        **kwargs,
     )
     assert process.returncode != 97, "could not drop root's permission override (prctl PR_CAPBSET_DROP)"
     return process
