@@ -1,34 +1,248 @@
-"""The C API (bindings/): CMake configure, build and the C tests (ctest) in a temporary build folder.
+"""The C API (bindings/) as a firmware team gets it: CMake build, the C tests, the install, outside
+consumers, and the installed folder moved and run by an unprivileged user with an empty environment.
 
-The C tests themselves are in bindings/tests/*.c; see CMakeLists.txt.
+One build per module in a temporary folder (configure and build: liboctclassify.so.0, its runtime
+folder, the example and the C tests); the C tests themselves are bindings/tests/*.c, run by ctest
+(see CMakeLists.txt). Skipped only when cmake or a C compiler is missing.
 """
 
 import os
+import pwd
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+import sdk
+
 ROOT = Path(__file__).resolve().parents[1]
+HEADER = ROOT / "bindings" / "include" / "octclassify.h"
+EXAMPLE = ROOT / "bindings" / "examples" / "classify_volume.c"
 COMPILER = os.environ.get("CC", "cc").split()[0]
 MISSING = [tool for tool in ("cmake", "ctest", COMPILER) if shutil.which(tool) is None]
+RUNTIME_LIMIT_MB = 400
+RUNTIME_PACKAGES = {
+    "numpy",
+    "numpy.libs",
+    "scipy",
+    "scipy.libs",
+    "onnxruntime",
+    "pydicom",
+    "cryptography",
+    "sdk",
+}
+needs_tools = pytest.mark.skipif(
+    bool(MISSING), reason=f"the C API needs cmake and a C compiler; missing: {', '.join(MISSING)}"
+)
 
 
-def _run(command: list, cwd: Path) -> None:
-    result = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True)
+def _run(command: list, cwd: Path, env: dict | None = None) -> str:
+    result = subprocess.run([str(p) for p in command], cwd=cwd, capture_output=True, text=True, env=env)
     assert result.returncode == 0, (
         f"{' '.join(map(str, command))} failed:\n{result.stdout[-6000:]}{result.stderr[-4000:]}"
     )
+    return result.stdout
+
+
+def test_header_version_is_the_sdks():
+    text = HEADER.read_text()
+    version = ".".join(
+        re.search(rf"#define OCTC_VERSION_{part} (\d+)", text).group(1)
+        for part in ("MAJOR", "MINOR", "PATCH")
+    )
+    project = re.search(r'(?m)^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert version == sdk.__version__ == project
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory) -> Path:
+    if MISSING:
+        pytest.skip(f"the C API needs cmake and a C compiler; missing: {', '.join(MISSING)}")
+    build = tmp_path_factory.mktemp("c-api") / "build"
+    _run(["cmake", "-S", ROOT, "-B", build, f"-DOCTC_PYTHON={sys.executable}"], ROOT)
+    _run(["cmake", "--build", build, "--parallel", "2"], ROOT)
+    return build
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    bool(MISSING), reason=f"the C API needs cmake and a C compiler; missing: {', '.join(MISSING)}"
-)
-def test_c_api_builds_and_passes_ctest(tmp_path):
-    build = tmp_path / "build"
-    _run(["cmake", "-S", ROOT, "-B", build, f"-DOCTC_PYTHON={sys.executable}"], ROOT)
-    _run(["cmake", "--build", build, "--parallel", "2"], ROOT)
+@needs_tools
+def test_ctest(build):
     _run(["ctest", "--output-on-failure"], build)
+
+
+@needs_tools
+def test_the_library_exports_octc_functions_only_with_a_versioned_soname(build):
+    library = build / "runtime" / "liboctclassify.so.0"
+    symbols = _run(["nm", "-D", "--defined-only", library], build).split()
+    exported = sorted(s.split("@")[0] for s in symbols if "@@" in s)
+    assert exported == sorted(
+        f"octc_{name}"
+        for name in (
+            "api_version",
+            "classify",
+            "close",
+            "last_error",
+            "open",
+            "open_with_options",
+            "options_init",
+            "status_name",
+            "version",
+        )
+    )
+    dynamic = _run(["readelf", "-d", library], build)
+    assert "Library soname: [liboctclassify.so.0]" in dynamic
+    assert "Library rpath: [$ORIGIN/octclassify]" in dynamic and "RUNPATH" not in dynamic
+
+
+@needs_tools
+def test_the_runtime_folder_holds_python_and_the_runtime_packages_only(build):
+    runtime = build / "runtime" / "octclassify"
+    size_mb = sum(p.stat().st_size for p in runtime.rglob("*") if p.is_file()) / 2**20
+    packages = {
+        p.name for p in (runtime / "site-packages").iterdir() if p.is_dir() and ".dist-info" not in p.name
+    }
+    print(f"runtime folder {size_mb:.0f} MB, packages {sorted(packages)}")
+    assert size_mb <= RUNTIME_LIMIT_MB
+    assert packages <= RUNTIME_PACKAGES and {"numpy", "scipy", "onnxruntime", "pydicom", "sdk"} <= packages
+    assert not list(runtime.rglob("torch*")) and not list(runtime.rglob("tests"))
+    assert not (runtime / "site-packages" / "phantom").exists() and not list(runtime.rglob("*.egg-link"))
+    sources = list(runtime.rglob("*.py"))
+    compiled = list(runtime.rglob("*.cpython-*.pyc"))
+    assert len(compiled) >= len(sources) > 1000  # compiled at deploy time
+    assert str(ROOT) not in (runtime / "site-packages" / "octclassify_embedded.py").read_text()
+
+
+@needs_tools
+def test_a_python_process_is_refused_without_hanging(build):
+    """cffi-style start-up locks spun for ever in a Python host; this library refuses one at once."""
+    library = build / "runtime" / "liboctclassify.so.0"
+    code = (
+        "import ctypes, sys\n"
+        f"lib = ctypes.CDLL({str(library)!r})\n"
+        "lib.octc_last_error.restype = ctypes.c_char_p\n"
+        "handle = ctypes.c_void_p()\n"
+        "status = lib.octc_open(b'/any/bundle', None, ctypes.byref(handle))\n"
+        "print(status, lib.octc_last_error().decode())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (
+        out.stdout.startswith("7 ") and "already runs Python" in out.stdout and "sdk.Classifier" in out.stdout
+    )
+    assert out.stderr == ""
+
+
+CONSUMER_CMAKE = """cmake_minimum_required(VERSION 3.20)
+project(consumer C)
+find_package(octclassify 0.1 REQUIRED)
+add_executable(consumer_cmake classify_volume.c)
+target_link_libraries(consumer_cmake PRIVATE octclassify::octclassify)
+set_target_properties(consumer_cmake PROPERTIES SKIP_BUILD_RPATH ON)
+target_link_options(consumer_cmake PRIVATE "LINKER:-rpath,$ORIGIN/../lib")
+"""
+
+
+@pytest.fixture(scope="module")
+def shared_folder():
+    """A folder every user can read (pytest's own are private to their owner)."""
+    folder = Path(tempfile.mkdtemp(prefix="octc-install-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _as_other_user(command: list) -> tuple[list, str]:
+    """``command`` run as user nobody with an empty environment when this is root, else with an empty
+    environment as this user; and which of the two."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return ["env", "-i", *command], "this user (not root: no other user to become)"
+    nobody = pwd.getpwnam("nobody")
+    switch = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    return [*switch, "env", "-i", *command], "user nobody"
+
+
+@pytest.mark.slow
+@needs_tools
+def test_install_consumers_moved_folder_unprivileged_empty_environment(build, shared_folder):
+    prefix = shared_folder / "prefix"
+    _run(["cmake", "--install", build, "--prefix", prefix], ROOT)
+    installed = sorted(str(p.relative_to(prefix)) for p in prefix.rglob("*") if "octclassify/" not in str(p))
+    for expected in (
+        "include/octclassify.h",
+        "lib/liboctclassify.so.0",
+        "lib/liboctclassify.so.0.1.0",
+        "lib/pkgconfig/octclassify.pc",
+        "lib/cmake/octclassify/octclassify-config.cmake",
+        "lib/octclassify/libpython3.11.so.1.0",
+    ):
+        assert expected.replace("3.11", f"{sys.version_info.major}.{sys.version_info.minor}") in installed
+
+    # an outside project with find_package, and a plain compiler call with pkg-config
+    consumer = shared_folder / "consumer"
+    consumer.mkdir()
+    shutil.copy(EXAMPLE, consumer / "classify_volume.c")
+    (consumer / "CMakeLists.txt").write_text(CONSUMER_CMAKE)
+    _run(["cmake", "-S", consumer, "-B", consumer / "build", f"-DCMAKE_PREFIX_PATH={prefix}"], consumer)
+    _run(["cmake", "--build", consumer / "build"], consumer)
+    (prefix / "bin").mkdir()
+    shutil.copy(consumer / "build" / "consumer_cmake", prefix / "bin")
+    pkg_config = shutil.which("pkg-config") or shutil.which("pkgconf")
+    if pkg_config is None:
+        pytest.skip("no pkg-config or pkgconf to build the second consumer with (pip install pkgconf)")
+    flags = _run(
+        [pkg_config, "--cflags", "--libs", "octclassify"],
+        consumer,
+        env={**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib" / "pkgconfig")},
+    ).split()
+    assert f"-I{prefix}/lib/pkgconfig/../../include" in flags or f"-I{prefix}/include" in flags
+    _run(
+        [
+            COMPILER,
+            consumer / "classify_volume.c",
+            *flags,
+            "-Wl,-rpath,$ORIGIN/../lib",
+            "-o",
+            prefix / "bin" / "consumer_pkgconfig",
+        ],
+        consumer,
+    )
+
+    # move the whole folder, then run both as another user, with nothing in the environment
+    moved = shared_folder / "moved" / "opt-oct"
+    moved.parent.mkdir()
+    prefix.rename(moved)
+    data = shared_folder / "data"
+    shutil.copytree(build / "fixtures" / "bundle", data / "bundle")
+    shutil.copy(build / "fixtures" / "normal_od.raw", data / "normal_od.raw")
+    for path in (data, *data.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    volume = [
+        data / "normal_od.raw",
+        "uint8",
+        "32",
+        "248",
+        "128",
+        "0.28125",
+        "0.0078",
+        "0.09375",
+        "OD",
+        "onnxruntime",
+    ]
+    expected = next(line.split() for line in (build / "fixtures" / "fixtures.txt").read_text().splitlines())
+    for program in ("consumer_cmake", "consumer_pkgconfig"):
+        command, who = _as_other_user([moved / "bin" / program, data / "bundle", *volume])
+        out = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300)
+        print(f"{program} as {who}:\n{out.stdout}{out.stderr}")
+        assert out.returncode == 0, out.stderr
+        assert f"label: {expected[10]}" in out.stdout or (expected[10] == "-" and "ungradable" in out.stdout)
+        assert out.stderr == ""
+
+    # a bundle the user cannot read is a bundle error, not an internal one
+    if os.geteuid() == 0:
+        (data / "bundle" / "manifest.json").chmod(0o600)
+        command, _ = _as_other_user([moved / "bin" / "consumer_cmake", data / "bundle", *volume])
+        out = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1 and "OCTC_BUNDLE_ERROR" in out.stderr, out.stderr

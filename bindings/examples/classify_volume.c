@@ -7,7 +7,8 @@
  * VOLUME.raw: the voxels only, C order (n_bscans, depth, n_ascans), native byte order.
  * DTYPE: uint8, uint16 or float32. LATERALITY: OD or OS. BACKEND: auto (default), onnxruntime,
  * tensorrt or torch. Exit status: 0 classified (also when ungradable), 1 the library said no,
- * 2 bad command line or unreadable file.
+ * 2 bad command line or unreadable file. Build it against an installed library with
+ *     cc classify_volume.c $(pkg-config --cflags --libs octclassify) -Wl,-rpath,<prefix>/lib
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,15 +81,22 @@ int main(int argc, char **argv)
     if (voxels == NULL)
         return 2;
 
+    if (octc_api_version() >> 16 != OCTC_VERSION_MAJOR || octc_api_version() < OCTC_API_VERSION) {
+        fprintf(stderr, "%s is older than the header this program was built with\n", octc_version());
+        return 1;
+    }
+    octc_options options;
+    octc_options_init(&options);
+    options.backend = argc == 12 ? argv[11] : NULL; /* NULL: "auto" */
     octc_classifier *classifier;
-    octc_status status = octc_open(argv[1], argc == 12 ? argv[11] : "auto", &classifier);
+    octc_status status = octc_open_with_options(argv[1], &options, &classifier);
     if (status != OCTC_OK) {
         fprintf(stderr, "octc_open: %s: %s\n", octc_status_name(status), octc_last_error());
         free(voxels);
         return 1;
     }
     octc_result result;
-    status = octc_classify(classifier, voxels, dtype, shape[0], shape[1], shape[2], spacing_mm, argv[10],
+    status = octc_classify(classifier, voxels, n_bytes, dtype, shape[0], shape[1], shape[2], spacing_mm, argv[10],
                            &result);
     free(voxels); /* the library never keeps the buffer */
     if (status != OCTC_OK) {
@@ -105,7 +113,9 @@ int main(int argc, char **argv)
     }
     if (result.reason[0] != '\0')
         printf("reason: %s\n", result.reason);
-    printf("latency: %.1f ms (%s)\n", result.latency_ms, octc_version());
+    printf("latency: %.1f ms\n", result.latency_ms);
+    printf("bundle: %s (%s)\n", result.bundle_id, result.signer[0] ? result.signer : "no trusted keys");
+    printf("backend: %s %s, SDK %s, %s\n", result.backend, result.precision, result.sdk_version, octc_version());
     octc_close(classifier);
     return 0;
 }

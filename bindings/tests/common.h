@@ -23,6 +23,7 @@ typedef struct fixture {
     char label[OCTC_LABEL_CHARS];
     double probabilities[OCTC_N_CLASSES];
     void *voxels;
+    size_t n_bytes;
 } fixture;
 
 static int failures;
@@ -84,7 +85,8 @@ static inline int load_fixtures(const char *dir, fixture *fixtures)
         f->dtype = dtype_of(dtype);
         size_t item_size = f->dtype == OCTC_UINT8 ? 1 : f->dtype == OCTC_UINT16 ? 2 : 4;
         snprintf(path, sizeof path, "%s/%s", dir, f->file);
-        f->voxels = read_file(path, (size_t)(f->shape[0] * f->shape[1] * f->shape[2]) * item_size);
+        f->n_bytes = (size_t)(f->shape[0] * f->shape[1] * f->shape[2]) * item_size;
+        f->voxels = read_file(path, f->n_bytes);
         n++;
         f++;
     }
@@ -96,9 +98,35 @@ static inline int load_fixtures(const char *dir, fixture *fixtures)
     return n;
 }
 
+/* The fixtures of the test's only argument, FIXTURES_DIR, or exit with the usage. */
+static inline int fixtures_of_arguments(int argc, char **argv, fixture *fixtures)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
+        exit(2);
+    }
+    return load_fixtures(argv[1], fixtures);
+}
+
+/* The value of line "KEY value" of <dir>/bundle.txt (make_fixtures.py), or exit. */
+static inline const char *bundle_fact(const char *dir, const char *key)
+{
+    static char value[128];
+    char path[1024], name[64];
+    snprintf(path, sizeof path, "%s/bundle.txt", dir);
+    FILE *in = fopen(path, "r");
+    while (in != NULL && fscanf(in, "%63s %127s", name, value) == 2)
+        if (strcmp(name, key) == 0) {
+            fclose(in);
+            return value;
+        }
+    fprintf(stderr, "no %s in %s\n", key, path);
+    exit(2);
+}
+
 static inline octc_status classify_fixture(octc_classifier *classifier, const fixture *f, octc_result *result)
 {
-    return octc_classify(classifier, f->voxels, f->dtype, f->shape[0], f->shape[1], f->shape[2],
+    return octc_classify(classifier, f->voxels, f->n_bytes, f->dtype, f->shape[0], f->shape[1], f->shape[2],
                          f->spacing_mm, f->laterality, result);
 }
 

@@ -30,12 +30,8 @@ static int classify_calls(octc_classifier *classifier, const fixture *fixtures, 
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-        return 2;
-    }
     fixture fixtures[MAX_FIXTURES];
-    int n = load_fixtures(argv[1], fixtures);
+    int n = fixtures_of_arguments(argc, argv, fixtures);
     octc_classifier *classifier = open_fixture_bundle(argv[1]);
     int errors = classify_calls(classifier, fixtures, n, WARM_UP_CALLS);
     double before_mb = resident_mb();

@@ -1,17 +1,15 @@
 /* The C API gives the Python API's answer: same label, probabilities within 1e-6, on every fixture
-   volume (uint8, uint16 and float32, both eyes, one ungradable). Usage: test_reference FIXTURES_DIR */
+   volume (uint8, uint16 and float32, both eyes, one ungradable), and says what answered: the
+   bundle id, no signer (no trusted keys), the backend, precision and SDK version.
+   Usage: test_reference FIXTURES_DIR */
 #include "common.h"
 
 #define TOLERANCE 1e-6
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-        return 2;
-    }
     fixture fixtures[MAX_FIXTURES];
-    int n = load_fixtures(argv[1], fixtures);
+    int n = fixtures_of_arguments(argc, argv, fixtures);
     octc_classifier *classifier = open_fixture_bundle(argv[1]);
     double max_difference = 0.0;
     for (int i = 0; i < n; i++) {
@@ -21,6 +19,12 @@ int main(int argc, char **argv)
         CHECK(status == OCTC_OK, "%s: %s: %s", f->file, octc_status_name(status), octc_last_error());
         CHECK(r.gradable == f->gradable, "%s: gradable %d, Python %d", f->file, r.gradable, f->gradable);
         CHECK(r.latency_ms > 0.0, "%s: latency %g ms", f->file, r.latency_ms);
+        CHECK(strcmp(r.bundle_id, bundle_fact(argv[1], "bundle_id")) == 0, "%s: bundle id %s", f->file, r.bundle_id);
+        CHECK(strlen(r.bundle_id) == 64, "%s: bundle id %s is no sha256", f->file, r.bundle_id);
+        CHECK(strcmp(r.sdk_version, bundle_fact(argv[1], "sdk_version")) == 0, "%s: SDK %s", f->file, r.sdk_version);
+        CHECK(strcmp(r.backend, "onnxruntime") == 0 && strcmp(r.precision, "fp32") == 0, "%s: %s %s", f->file,
+              r.backend, r.precision);
+        CHECK(r.signer[0] == '\0', "%s: signer %s without trusted keys", f->file, r.signer);
         if (!f->gradable) {
             CHECK(r.label == OCTC_CLASS_NONE && r.label_name[0] == '\0', "%s: ungradable but label %d",
                   f->file, r.label);

@@ -35,7 +35,7 @@ static void *classify_repeatedly(void *argument)
             || strcmp(r.reason, serial[i].reason) != 0)
             j->mismatches++;
         /* an error in this thread: its message is this thread's, whatever the others do */
-        status = octc_classify(classifier, f->voxels, (octc_dtype)(100 + j->index), f->shape[0], f->shape[1],
+        status = octc_classify(classifier, f->voxels, f->n_bytes, 100 + j->index, f->shape[0], f->shape[1],
                                f->shape[2], f->spacing_mm, f->laterality, &r);
         char expected[32];
         snprintf(expected, sizeof expected, "dtype %d is unknown", 100 + j->index);
@@ -49,11 +49,7 @@ static void *classify_repeatedly(void *argument)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-        return 2;
-    }
-    n_fixtures = load_fixtures(argv[1], fixtures);
+    n_fixtures = fixtures_of_arguments(argc, argv, fixtures);
     classifier = open_fixture_bundle(argv[1]);
     for (int i = 0; i < n_fixtures; i++) {
         octc_status status = classify_fixture(classifier, &fixtures[i], &serial[i]);

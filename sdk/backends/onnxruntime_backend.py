@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 
 import numpy as np
 
@@ -40,7 +41,13 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 MERGED_OUTPUTS = ("stage1", "stage2")
 CPU_PROVIDER = "CPUExecutionProvider"
 
+TELEMETRY_OFF = ("ORT_DISABLE_TELEMETRY", "1")
+# logging levels of ONNX Runtime's severities 0 verbose, 1 info, 2 warning, 3 error, 4 fatal
+ORT_LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+ORT_LOG_WARNING = 2
+
 _LOG = logging.getLogger(__name__)
+_ORT_LOG = logging.getLogger("onnxruntime")
 
 
 class OnnxRuntimeBackend(Backend):
@@ -73,7 +80,7 @@ class OnnxRuntimeBackend(Backend):
     ):
         super().__init__(bundle, precision)
         try:
-            import onnxruntime as ort
+            ort = import_onnxruntime()
         except ImportError as e:
             raise BackendUnavailable(f"onnxruntime is not installed ({e}): pip install onnxruntime") from None
         available = ort.get_available_providers()
@@ -137,6 +144,39 @@ class OnnxRuntimeBackend(Backend):
 
     def _release(self) -> None:
         self._sessions = []
+
+
+def import_onnxruntime():
+    """``onnxruntime``, imported with its telemetry off and its messages sent to Python logging.
+
+    The Linux wheels collect telemetry (1.32 here): the import writes a device id and an event
+    store under ``$XDG_CACHE_HOME`` or ``~/.cache/Microsoft/DeveloperTools/.onnxruntime``, warns in
+    colour on stderr when that is not writable, and uploads events. ONNX Runtime reads
+    ``ORT_DISABLE_TELEMETRY`` once, when the import creates its environment, so the variable is set
+    for the first import only and the process environment is restored right after (a value the
+    caller set is left alone); ``disable_telemetry_events()`` stops the events of builds that do
+    not know the variable, or of a process that imported onnxruntime before. Messages of its
+    default logger (WARNING and above) go to the ``onnxruntime`` logger instead of stderr.
+    """
+    name, value = TELEMETRY_OFF
+    set_here = "onnxruntime" not in sys.modules and name not in os.environ
+    if set_here:
+        os.environ[name] = value
+    try:
+        import onnxruntime as ort
+    finally:
+        if set_here:
+            del os.environ[name]
+    ort.disable_telemetry_events()
+    if hasattr(ort, "set_default_logger_callback"):
+        ort.set_default_logger_callback(_log_onnxruntime_message, ORT_LOG_WARNING)
+    else:  # builds without it print to stderr: errors only
+        ort.set_default_logger_severity(ORT_LOG_WARNING + 1)
+    return ort
+
+
+def _log_onnxruntime_message(severity: int, category: str, logid: str, location: str, message: str) -> None:
+    _ORT_LOG.log(ORT_LOG_LEVELS[min(severity, len(ORT_LOG_LEVELS) - 1)], "%s", message)
 
 
 def _return_freed_heap() -> None:

@@ -1,0 +1,10 @@
+// octclassify.h compiles as strict C++98 (CMakeLists.txt: -std=c++98 -pedantic-errors -Werror).
+#include "octclassify.h"
+
+octc_status header_cxx98(octc_result *result, octc_options *options);
+
+octc_status header_cxx98(octc_result *result, octc_options *options)
+{
+    octc_options_init(options);
+    return result->label == OCTC_CLASS_NONE ? OCTC_OK : OCTC_INVALID_ARGUMENT;
+}
