@@ -165,10 +165,11 @@ class Bundle:
     preprocessing : the manifest's preprocessing constants (equal to this SDK's).
     """
 
-    def __init__(self, folder: BundleFolder, manifest: dict, signer: str | None):
+    def __init__(self, folder: BundleFolder, manifest: dict, signer: str | None, manifest_bytes: bytes):
         self._folder = folder
         self.path = folder.path
         self.manifest = manifest
+        self.manifest_bytes = manifest_bytes
         self.bundle_id = manifest["bundle_id"]
         self.signer = signer
         self.target = manifest["target"]
@@ -211,9 +212,7 @@ class Bundle:
             signer = signing.verify_manifest(data, signature, keys, where=os.fspath(path))
             manifest = parse_manifest(data)
             _check_listing(listing, manifest["files"])
-            bundle = cls(folder, manifest, signer)
-            bundle.manifest_bytes = data
-            return bundle
+            return cls(folder, manifest, signer, data)
         except BaseException:
             folder.close()
             raise
