@@ -70,15 +70,10 @@ def read_dicom(source: VolumeFile) -> tuple[np.ndarray, dict]:
     without pixel data or whose header disagrees with its pixels or with itself; UnsupportedScan
     for a single frame; InvalidVolume for one that declares more voxels than the cap.
     """
-    pydicom = _import_pydicom()
+    _import_pydicom()  # UnsupportedFormat naming the extra when pydicom is missing
     path = source.path
-    source.check_voxels((source.size_bytes - dicom_pixels.METADATA_ALLOWANCE_BYTES,), 1, "its file size")
     try:
-        uid, data_set_offset = dicom_pixels.transfer_syntax(source)
-        if uid == dicom_pixels.DEFLATED:
-            dicom_pixels.check_inflated_size(source, data_set_offset)
-        source.file.seek(0)
-        ds = pydicom.dcmread(source.file)
+        ds = dicom_pixels.read_data_set(source)
         _check_opt(ds, path)
         geometry = dicom_pixels.geometry(ds, path)
         spacing, spacing_from = _spacing_mm(ds, path)

@@ -7,7 +7,7 @@ NumberOfFrames frames, each decoding to Rows x Columns; the per-frame functional
 number NumberOfFrames. Any disagreement is refused, never re-sliced into another shape.
 
 Transfer syntaxes read: implicit and explicit VR little endian, explicit VR big endian, deflated
-explicit VR little endian (its inflated size bounded before pydicom inflates it), RLE Lossless
+explicit VR little endian (inflated here, its size bounded first; :func:`read_data_set`), RLE Lossless
 (pydicom's decoder), JPEG Baseline and JPEG 2000 (Pillow, see :mod:`sdk.io.jpeg`). Compression
 is reported for the volume's provenance; a lossy codestream in a file whose
 LossyImageCompression says "00" (never lossy) is refused.
@@ -15,12 +15,14 @@ LossyImageCompression says "00" (never lossy) is refused.
 
 from __future__ import annotations
 
+import io
 import math
+import struct
 import zlib
 
 import numpy as np
 
-from sdk.errors import UnsupportedFormat
+from sdk.errors import InvalidVolume, UnsupportedFormat
 from sdk.io.jpeg import decode_image, j2k_is_lossy
 from sdk.io.source import VolumeFile, describe_bytes
 
@@ -37,43 +39,120 @@ IMAGE_CODECS = {  # transfer syntax UID: (name, kind for sdk.io.jpeg, always los
     "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", "jpeg2000", False),
     "1.2.840.10008.1.2.4.91": ("JPEG 2000", "jpeg2000", False),
 }
-METADATA_ALLOWANCE_BYTES = 64 * 2**20  # attributes besides the voxels in a deflated data set
-_INFLATE_CHUNK_BYTES = 1 << 20
+METADATA_ALLOWANCE_BYTES = 64 * 2**20  # the most a file may hold besides the voxels (or the cap, if less)
+_INFLATE_CHUNK_BYTES = 1 << 16
+_PIXEL_DATA_TAG = 0x7FE00010
 
 
-def transfer_syntax(source: VolumeFile) -> tuple[str, int]:
-    """(Transfer Syntax UID, offset of the data set) from the file meta information, read the way
-    pydicom's dcmread reads it, so both see the same transfer syntax."""
-    from pydicom.filereader import _read_file_meta_info, read_preamble
+def read_data_set(source: VolumeFile):
+    """The DICOM data set of ``source`` with its file meta, read by pydicom.
 
+    A deflated data set is inflated here, not by pydicom (which would hold the deflated bytes,
+    the inflated ones and their copies at once): its size is counted first, bounded by the cap
+    plus METADATA_ALLOWANCE_BYTES, then it is inflated into one buffer of that size and parsed
+    from it, the pixel data a view of the buffer, so reading holds the inflated bytes once.
+    """
+    import pydicom
+    from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+
+    check_file_size(source)
     source.file.seek(0)
     read_preamble(source.file, False)
     meta = _read_file_meta_info(source.file)
-    return str(meta.get("TransferSyntaxUID", "")), source.file.tell()
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+        source.file.seek(0)
+        return pydicom.dcmread(source.file)
+    buffer = _inflate(source, source.file.tell())
+    reader = _MemoryReader(buffer)
+    ds = read_dataset(reader, False, True, stop_when=lambda tag, vr, length: tag == _PIXEL_DATA_TAG)
+    ds.file_meta = meta
+    at = reader.tell()  # the Pixel Data element, taken as a view of the buffer: no copy
+    if at + 12 <= len(buffer):
+        group, element, vr, length = struct.unpack_from("<HH2s2xI", buffer, at)
+        if (group << 16 | element, vr) in ((_PIXEL_DATA_TAG, b"OB"), (_PIXEL_DATA_TAG, b"OW")):
+            ds.PixelData = memoryview(buffer)[at + 12 : at + 12 + length]
+    return ds
 
 
-def check_inflated_size(source: VolumeFile, data_set_offset: int) -> None:
-    """Refuse a deflated data set that inflates past the cap plus METADATA_ALLOWANCE_BYTES.
+def check_file_size(source: VolumeFile) -> None:
+    """Refuse a file larger than the cap plus METADATA_ALLOWANCE_BYTES (or twice the cap, if less)
+    before pydicom reads it whole."""
+    allowance = _allowance(source)
+    if source.size_bytes > source.max_voxel_bytes + allowance:
+        raise InvalidVolume(
+            f"{source.path} is {describe_bytes(source.size_bytes)}, more than the cap of "
+            f"{describe_bytes(source.max_voxel_bytes)} of voxels plus {describe_bytes(allowance)} of "
+            "attributes: if the file is genuine, pass a larger max_voxel_bytes to read_volume"
+        )
 
-    pydicom inflates a deflated data set whole, in memory; this counts the inflated bytes first,
-    one chunk at a time, keeping none of them.
-    """
-    limit = source.max_voxel_bytes + METADATA_ALLOWANCE_BYTES
-    inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), 0
-    source.file.seek(data_set_offset)
+
+def _allowance(source: VolumeFile) -> int:
+    return min(METADATA_ALLOWANCE_BYTES, source.max_voxel_bytes)
+
+
+def _inflate(source: VolumeFile, offset: int) -> bytearray:
+    """The deflated data set from ``offset``: counted (keeping nothing), refused past the cap plus
+    the allowance, then inflated into a buffer of exactly its size."""
+    limit = source.max_voxel_bytes + _allowance(source)
+    n_bytes = _inflate_chunks(source, offset, limit, None)
+    buffer = bytearray(n_bytes)
+    _inflate_chunks(source, offset, limit, memoryview(buffer))
+    return buffer
+
+
+def _inflate_chunks(source: VolumeFile, offset: int, limit: int, out: memoryview | None) -> int:
+    """Inflate from ``offset`` one chunk at a time into ``out`` (or nowhere); returns the size."""
+    inflater, n_bytes = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    source.file.seek(offset)
     try:
         while (chunk := source.file.read(_INFLATE_CHUNK_BYTES)) and not inflater.eof:
-            while chunk and inflated <= limit:
-                inflated += len(inflater.decompress(chunk, _INFLATE_CHUNK_BYTES))
+            while chunk and n_bytes <= limit:
+                piece = inflater.decompress(chunk, _INFLATE_CHUNK_BYTES)
+                if out is not None:
+                    out[n_bytes : n_bytes + len(piece)] = piece
+                n_bytes += len(piece)
                 chunk = inflater.unconsumed_tail
-            if inflated > limit:
-                raise UnsupportedFormat(
+            if n_bytes > limit:
+                raise InvalidVolume(
                     f"{source.path}: its deflated data set inflates to more than {describe_bytes(limit)} "
-                    f"(a cap of {describe_bytes(source.max_voxel_bytes)} of voxels plus attributes): "
+                    f"(the cap of {describe_bytes(source.max_voxel_bytes)} of voxels plus attributes): "
                     "if the file is genuine, pass a larger max_voxel_bytes to read_volume"
                 )
     except zlib.error as error:
         raise UnsupportedFormat(f"{source.path}: its deflated data set is damaged ({error})") from error
+    return n_bytes
+
+
+class _MemoryReader(io.RawIOBase):
+    """A seekable reader over a buffer whose ``read`` copies only what it returns."""
+
+    def __init__(self, buffer: bytearray):
+        super().__init__()
+        self._view, self._at = memoryview(buffer), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(self._at + size, len(self._view))
+        piece, self._at = bytes(self._view[self._at : end]), max(end, self._at)
+        return piece
+
+    def readinto(self, buffer) -> int:
+        piece = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(piece)] = piece
+        return len(piece)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        self._at = max(base + offset, 0)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
 
 
 def voxels(ds, source: VolumeFile, geometry: tuple[int, int, int, np.dtype]) -> tuple[np.ndarray, str]:
@@ -169,16 +248,18 @@ def _native(pixel_data: bytes, shape, dtype: np.dtype, path) -> np.ndarray:
     return np.frombuffer(pixel_data, dtype=dtype, count=math.prod(shape)).reshape(shape)
 
 
-def _frames(ds, n_frames: int, path) -> list[bytes]:
+def _frames(ds, n_frames: int, path):
+    """The encapsulated frames (an iterator, so that only one frame's bytes are copied at a time),
+    after checking that there are NumberOfFrames of them."""
     from pydicom.encaps import generate_frames
 
-    frames = list(generate_frames(ds.PixelData, number_of_frames=n_frames))
-    if len(frames) != n_frames:
+    found = sum(1 for _ in generate_frames(ds.PixelData, number_of_frames=n_frames))
+    if found != n_frames:
         raise UnsupportedFormat(
-            f"{path} holds {len(frames)} encapsulated frames but NumberOfFrames is {n_frames}: the header "
+            f"{path} holds {found} encapsulated frames but NumberOfFrames is {n_frames}: the header "
             "disagrees with the pixels"
         )
-    return frames
+    return generate_frames(ds.PixelData, number_of_frames=n_frames)
 
 
 def _rle(ds, shape, dtype: np.dtype, path) -> np.ndarray:

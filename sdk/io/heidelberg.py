@@ -1,25 +1,27 @@
 """Heidelberg Engineering (Spectralis, HEYEX) ``.vol`` and ``.e2e`` files.
 
-The headers are read here, with numpy and struct, and checked (sizes against the file and the
-cap, scan pattern, eye) before any voxel is read, so line and circle scans are refused, with the
-spacing and eye they record, without eyepy. Layouts and where each fact was checked:
-docs/READERS.md.
+Both are read here with struct and numpy, headers checked (sizes against the file and the cap,
+scan pattern, eye) before any voxel is read, so line and circle scans are refused with the
+spacing and eye they record. eyepy (MIT) is the reference the tests compare these readers with
+(the ``heidelberg-reference`` extra); the SDK does not need it. Layouts and where each fact was
+checked: docs/READERS.md.
 
 ``.vol`` (HEYEX export, "HSF-OCT-1xx"): a 2048-byte header (SizeX, NumBScans, SizeZ i32 at byte
 12; ScaleX, Distance, ScaleZ f64 at 24; SizeXSlo, SizeYSlo i32 at 48; ScanPosition "OD"/"OS" at
 84; ScanPattern i32 at 96; BScanHdrSize i32 at 100), the SLO image, then per B-scan a header
 (StartX, StartY, EndX, EndY f64 at byte 16, in mm on the SLO image; NumSeg u32 at 48) and
 SizeZ x SizeX float32 reflectance (rows = depth from the top; 3.4e38 marks samples not acquired,
-read as 0). The voxels of raster volumes are read through eyepy (MIT; the ``heidelberg`` extra),
-imported only then. Spacing is (Distance, ScaleZ, ScaleX): each is the distance between
-neighbouring samples, so it needs no conversion (eyepy calls them scale_z, scale_y, scale_x).
-The B-scan positions orient the cube: B-scans top to bottom, A-scans left to right on the SLO.
+read as 0), read into the volume's array directly (eyepy, the reference the tests compare
+against, holds the whole file as well: 2.3 x the voxels at the peak). Spacing is (Distance,
+ScaleZ, ScaleX): each is the distance between neighbouring samples, so it needs no conversion
+(eyepy calls them scale_z, scale_y, scale_x). The B-scan positions orient the cube: B-scans top
+to bottom, A-scans left to right on the SLO image.
 
 ``.e2e`` (HEYEX database export, "CMDb"): a version header, a main directory header, then chunks
-of folder headers pointing at data containers, walked as eyepy walks them. The few items the SDK
-needs (laterality, B-scan headers, B-scan images) are read here, bounded by the directory: eyepy
-would read lengths from the items without bounds, and its 0.21 decoder reverses the mantissa
-bits of Heidelberg's 16-bit floats (:func:`ufloat16_to_float32`). The file records the axial
+of folder headers pointing at data containers, walked as eyepy walks them. Only the items the
+SDK needs (laterality, B-scan headers, B-scan images) are read, bounded by the directory: eyepy
+reads lengths from the items without bounds, and its 0.21 decoder reverses the mantissa bits of
+Heidelberg's 16-bit floats (:func:`ufloat16_to_float32`). The file records the axial
 spacing (mm per sample) but the B-scan positions only in degrees, so spacing_mm must come from
 the caller.
 """
@@ -102,7 +104,7 @@ def read_vol(source: VolumeFile) -> tuple[np.ndarray, dict]:
     """Read a raster ``.vol``: (data (n_bscans, depth, n_ascans) float32, metadata found in the file).
 
     Raises UnsupportedScan for line, circle and radial scans (with their spacing and eye),
-    UnsupportedFormat for damaged files or a file without eyepy, InvalidVolume over the cap.
+    UnsupportedFormat for damaged files, InvalidVolume over the cap.
     """
     header = vol_header(source)
     laterality_from = "ScanPosition" if header.laterality else None
@@ -179,8 +181,8 @@ def vol_header(source: VolumeFile) -> VolHeader:
 
 
 def _vol_positions(source: VolumeFile, header: VolHeader) -> np.ndarray:
-    """(n_bscans, 4) StartX, StartY, EndX, EndY in mm of each B-scan header, whose segmentation lines
-    must fit in it (eyepy reads NumSeg x SizeX floats from it)."""
+    """(n_bscans, 4) StartX, StartY, EndX, EndY in mm of each B-scan header, whose NumSeg x SizeX
+    float32 segmentation lines must fit in it (else the file is damaged)."""
     positions = []
     for i in range(header.n_bscans):
         raw = source.read_at(header.bscan_offset(i) + 16, 36, f"the header of B-scan {i}")
@@ -225,26 +227,15 @@ def _orientation(flip_bscans: bool, flip_ascans: bool) -> str:
 
 
 def _vol_voxels(source: VolumeFile, header: VolHeader) -> np.ndarray:
-    """The B-scans of a checked raster ``.vol``, read by eyepy; samples not acquired read as 0."""
-    reader_class = _import_eyepy(source, "HeVolReader")
-    try:
-        parsed = reader_class(source.path).parsed_file
-        shape = (parsed.n_bscans, parsed.size_y, parsed.size_x)
-        if shape != (header.n_bscans, header.size_z, header.size_x):
-            raise UnsupportedFormat(
-                f"{source.path}: eyepy reads {shape} B-scans, the header declares otherwise"
-            )
-        data = np.empty(shape, dtype=np.float32)
-        for i, bscan in enumerate(parsed.bscans):
-            data[i] = bscan.data
-            data[i][data[i] > VOL_INVALID] = 0.0
-    except UnsupportedFormat:
-        raise
-    except Exception as error:  # noqa: BLE001 - eyepy's parser fails in many ways on damaged files
-        raise UnsupportedFormat(
-            f"{source.path}: eyepy cannot read it ({type(error).__name__}: {error})"
-        ) from error
-    return data
+    """The B-scans of a checked raster ``.vol`` (SizeZ x SizeX little-endian float32 after each
+    B-scan header), read straight into the volume's array; samples not acquired read as 0."""
+    data = np.empty((header.n_bscans, header.size_z, header.size_x), dtype="<f4")
+    for i, bscan in enumerate(data):
+        source.file.seek(header.bscan_offset(i) + header.bscan_header_bytes)
+        if source.file.readinto(memoryview(bscan.reshape(-1).view(np.uint8))) != bscan.nbytes:
+            raise UnsupportedFormat(f"{source.path} is truncated: B-scan {i} is incomplete")
+        bscan[bscan > VOL_INVALID] = 0.0
+    return data.astype(np.float32, copy=False)
 
 
 class E2EFolder(NamedTuple):
@@ -469,16 +460,3 @@ def _e2e_laterality(source: VolumeFile, folders: list[E2EFolder]) -> str | None:
     if len(eyes) > 1:
         raise UnsupportedFormat(f"{source.path} records both eyes for its OCT series: the SDK will not guess")
     return eyes.pop() if eyes else None
-
-
-def _import_eyepy(source: VolumeFile, reader: str):
-    """eyepy's reader class ``reader`` ("HeVolReader", "HeE2eReader"); UnsupportedFormat naming the
-    extra when eyepy is not installed."""
-    try:
-        from eyepy.io import he
-    except ImportError as error:
-        raise UnsupportedFormat(
-            f"{source.path}: Heidelberg raster volumes are read with eyepy, which is not installed: "
-            "pip install 'octclassify[heidelberg]'"
-        ) from error
-    return getattr(he, reader)
