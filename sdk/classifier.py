@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import replace
 
 import numpy as np
 import scipy
@@ -80,13 +81,14 @@ class Classifier:
             volume = OCTVolume(volume, spacing_mm, laterality, protocol)
         start = time.perf_counter()
         maps = sdk_maps.extract(volume, self.bundle.normative)
-        return self._diagnose(maps, volume.protocol, start)
+        return replace(self._diagnose(maps, volume.protocol, start), provenance={"scan": volume.provenance})
 
     def classify_exam(self, disc: OCTVolume, macula: OCTVolume) -> Diagnosis:
         """Classify a two-cube exam: RNFL maps from the disc cube, GCC maps from the macular cube."""
         start = time.perf_counter()
         maps = sdk_maps.extract_exam(disc, macula, self.bundle.normative)
-        return self._diagnose(maps, "disc+macula", start)
+        provenance = {"disc": disc.provenance, "macula": macula.provenance}
+        return replace(self._diagnose(maps, "disc+macula", start), provenance=provenance)
 
     def close(self) -> None:
         self.backend.close()

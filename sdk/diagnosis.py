@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sdk.labels import CLASS_DESCRIPTIONS, CLASSES
+from sdk.volume import PROVENANCE_KEYS
 
 UNSIGNED = "unsigned"  # Diagnosis.to_dict()["signer"] of a bundle loaded without trusted keys
 
@@ -25,6 +27,9 @@ class Diagnosis:
     maps : the sdk.maps.Maps the networks saw (for reports; not part of to_dict()).
     signer : key id (16 hex digits) of the trusted key that signed the bundle, or None when no keys
         were configured at load (``to_dict()["signer"]`` and the report then say "unsigned").
+    provenance : {cube: OCTVolume.provenance} of the volume(s) classified, cube "scan" for
+        ``classify`` and "disc", "macula" for ``classify_exam``: where spacing, laterality and
+        protocol came from (a tag, a chunk, the field of view, or "caller"), the file, its compression.
     """
 
     label: str | None
@@ -44,6 +49,7 @@ class Diagnosis:
     timings_ms: dict[str, float]
     maps: object = field(default=None, repr=False, compare=False)
     signer: str | None = None
+    provenance: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready dict of everything but the maps."""
@@ -65,7 +71,19 @@ class Diagnosis:
             "signer": self.signer_text,
             "versions": self.versions,
             "timings_ms": self.timings_ms,
+            "provenance": self.provenance,
         }
+
+    @property
+    def provenance_text(self) -> str:
+        """One line: per cube, where its spacing, laterality and protocol came from, and its compression."""
+        parts = []
+        for cube, found in self.provenance.items():
+            told = ", ".join(f"{key} from {found[key]}" for key in PROVENANCE_KEYS if key in found)
+            name = Path(found["file"]).name if "file" in found else "(array)"
+            compression = found.get("compression")
+            parts.append(f"{cube} {name}: {told}" + (f"; compression {compression}" if compression else ""))
+        return " | ".join(parts)
 
     @property
     def signer_text(self) -> str:

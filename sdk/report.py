@@ -143,6 +143,7 @@ def _text_panel(ax, diagnosis: Diagnosis) -> None:
         f"backend {diagnosis.backend} {diagnosis.precision} on {diagnosis.device}",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in diagnosis.versions.items()),
         "Timings (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in diagnosis.timings_ms.items()),
+        f"Source: {diagnosis.provenance_text or 'not recorded'}",
     ]
     for i, line in enumerate(lines):
         ax.text(0, 0.9 - 0.17 * i, line, fontsize=9, transform=ax.transAxes, wrap=True)
