@@ -3,7 +3,7 @@
 # Usage: scripts/setup.sh [extra ...]   e.g. scripts/setup.sh dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="train,dicom,report,signing"
+extras="train,dicom,report,signing,topcon"
 for extra in "$@"; do extras="$extras,$extra"; done
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
