@@ -26,6 +26,10 @@ TSNIT_RADIUS_MM = 1.7  # radius at which the TSNIT profile below is defined
 GAMMA_FAR = 0.3  # fibre fan exponent far from the disc
 GAMMA_DECAY_MM = 2.5
 FOVEAL_AVASCULAR_MM = 0.3
+# radial widths, in disc (BMO) radii, over which layers end at Bruch's-membrane opening
+INNER_TAPER_RHO = 0.3
+PHOTORECEPTOR_TAPER_RHO = 0.15
+RPE_TAPER_RHO = 0.04
 VESSEL_COVER_UM = 8.0  # nerve fibre tissue above and below a vessel
 
 
@@ -128,20 +132,23 @@ def layers(p: EyeParams, x_mm, y_mm, grid_spacing_mm: tuple[float, float]) -> La
     gcl = gcl * (1.0 - 0.85 * loss)
     ipl = p.gcl_scale * (22.0 + 16.0 * np.exp(-(((foveal - 1.0) / 1.0) ** 2))) * _pit(foveal, 0.4)
     ipl = ipl * (1.0 - 0.4 * loss)
-    inl = (26.0 + 14.0 * np.exp(-(((foveal - 1.0) / 1.1) ** 2))) * _pit(foveal, 0.38, 0.12)
-    opl = (22.0 + 8.0 * np.exp(-(((foveal - 1.0) / 1.2) ** 2))) * _pit(foveal, 0.35, 0.3)
+    # in the foveola only the outer nuclear layer and the photoreceptors remain
+    inl = (26.0 + 14.0 * np.exp(-(((foveal - 1.0) / 1.1) ** 2))) * _pit(foveal, 0.38)
+    opl = (22.0 + 8.0 * np.exp(-(((foveal - 1.0) / 1.2) ** 2))) * _pit(foveal, 0.35)
     onl = 55.0 + 75.0 * np.exp(-((foveal / 0.9) ** 2))
     inner_segment = 22.0 + 10.0 * np.exp(-((foveal / 0.8) ** 2))
     ellipsoid = np.full_like(foveal, 10.0)
     outer_segment = 24.0 + 12.0 * np.exp(-((foveal / 0.8) ** 2))
     rpe = np.full_like(foveal, 22.0)
 
-    # the retina ends at Bruch's-membrane opening: every layer but the RNFL tapers to nothing there
-    taper = _smoothstep((rho - 1.0) / 0.3)
+    # the retina ends at Bruch's-membrane opening (Reis et al. 2012): the inner layers taper into the
+    # rim over about 0.3 disc radii, the photoreceptors over 0.15, and the RPE/BM band runs on to the
+    # opening itself, whose end point is the BMO
+    taper = _smoothstep((rho - 1.0) / INNER_TAPER_RHO)
     atrophy = _atrophy(p, angle, rho)
     gcl, ipl, inl, opl, onl = (t * taper for t in (gcl, ipl, inl, opl, onl))
-    rpe = rpe * taper * (1.0 - 0.7 * atrophy)  # in atrophy only Bruch's membrane is left
-    photoreceptor_taper = taper * (1.0 - 0.7 * atrophy)
+    rpe = rpe * _smoothstep((rho - 1.0) / RPE_TAPER_RHO) * (1.0 - 0.7 * atrophy)  # in atrophy only BM is left
+    photoreceptor_taper = _smoothstep((rho - 1.0) / PHOTORECEPTOR_TAPER_RHO) * (1.0 - 0.7 * atrophy)
     inner_segment, ellipsoid, outer_segment = (
         t * photoreceptor_taper for t in (inner_segment, ellipsoid, outer_segment)
     )

@@ -9,7 +9,7 @@ import numpy as np
 
 from phantom import anatomy, render
 from phantom.params import KINDS, EyeParams, draw_params
-from sdk.volume import OCTVolume, normalise_laterality
+from sdk.volume import SPACING_RANGE_MM, OCTVolume, normalise_laterality
 
 PROTOCOL_EXTENT_MM = {"wide": (9.0, 12.0), "disc": (6.0, 6.0), "macula": (7.0, 7.0)}  # (y, x)
 DEFAULT_SHAPE = (128, 496, 512)  # (n_bscans, depth, n_ascans)
@@ -69,7 +69,7 @@ def make_eye(
     protocol : "wide" (12 x 9 mm, disc and macula), "disc" (6 x 6 mm) or "macula" (7 x 7 mm).
     shape : (n_bscans, depth, n_ascans), default (128, 496, 512).
     spacing_mm : (bscan, axial, ascan); default spreads the protocol's field and a 1.93 mm depth
-        window over ``shape``.
+        window over ``shape`` (axial spacing at most 0.02 mm: fewer samples see a shallower window).
     overrides : EyeParams fields to replace after drawing, e.g. ``severity=0.9``,
         ``signal_db=12`` (a weak scan) or ``blink_bscans=(40, 41)``.
     """
@@ -86,7 +86,9 @@ def make_eye(
     shape = tuple(shape) if shape is not None else DEFAULT_SHAPE
     if spacing_mm is None:
         extent_y, extent_x = PROTOCOL_EXTENT_MM[protocol]
-        spacing_mm = (extent_y / shape[0], DEPTH_WINDOW_MM / shape[1], extent_x / shape[2])
+        # a small depth keeps the device's axial sampling and sees a shallower window
+        axial_mm = min(DEPTH_WINDOW_MM / shape[1], SPACING_RANGE_MM[1][1])
+        spacing_mm = (extent_y / shape[0], axial_mm, extent_x / shape[2])
     noise_rng = np.random.default_rng(
         [seed, kind_index, 1 if laterality == "OD" else 2, list(PROTOCOL_EXTENT_MM).index(protocol)]
     )
@@ -153,6 +155,7 @@ def _build(p: EyeParams, laterality, protocol, shape, spacing_mm, rng) -> Eye:
         s_z,
         signal_db,
         rng,
+        p.speckle_looks,
     )
 
     names = render.BOUNDARIES

@@ -20,6 +20,10 @@ import numpy as np
 
 KINDS = ("normal", "FI", "GE", "MY", "SS")
 GLAUCOMA_KINDS = KINDS[1:]
+# frames averaged per B-scan: most raster cubes are single frames (Topcon 3D OCT, the paper's device),
+# some are averaged as a Spectralis does (docs/PHANTOM.md, appearance against real B-scans)
+SPECKLE_LOOKS = (1, 2, 4, 8)
+SPECKLE_LOOKS_P = (0.55, 0.15, 0.15, 0.15)
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,9 @@ class EyeParams:
     retina_depth_mm: float  # depth of Bruch's membrane at the scan centre below the window top
     axial_motion_px: float  # sd of the per-B-scan axial random walk
     lateral_jitter_mm: float  # sd of per-B-scan lateral offsets
-    signal_db: float  # peak (RPE) signal above the noise floor
+    signal_db: float  # signal of unit reflectivity (the nerve fibre layer) above the noise floor
     blink_bscans: tuple[int, ...] = field(default=())  # B-scans without signal
+    speckle_looks: int = 1  # frames averaged per B-scan (Topcon cubes 1; Spectralis averages several)
 
 
 def _u(rng, lo, hi):
@@ -153,6 +158,7 @@ def _base(rng, kind, severity, age, **overrides) -> EyeParams:
         axial_motion_px=_u(rng, 0.3, 1.2),
         lateral_jitter_mm=_u(rng, 0.0, 0.008),
         signal_db=_n(rng, 33, 2.5, 27, 40),
+        speckle_looks=int(rng.choice(SPECKLE_LOOKS, p=SPECKLE_LOOKS_P)),
     )
     values.update(overrides)
     return EyeParams(**values)
@@ -172,13 +178,15 @@ def _draw_normal_atrophy(rng, age) -> tuple[Atrophy, ...]:
 
 
 def _draw_vessels(rng) -> tuple[Vessel, ...]:
-    """Four arcade vessels along the arcuate bundles, nasal vessels and a few thin branches."""
-    arcades = [Vessel(s * _n(rng, 55, 8), _u(rng, 0.1, 0.14)) for s in (1, -1) for _ in range(2)]
-    nasal = [Vessel(s * _n(rng, 140, 15), _u(rng, 0.07, 0.1)) for s in (1, -1)]
+    """An artery and a vein in each arcade along the arcuate bundles, nasal vessels and thin branches:
+    about 2 mm of vessel diameter on a peripapillary circle, whose shadows cover the share of A-scans
+    seen on real circle scans (docs/PHANTOM.md)."""
+    arcades = [Vessel(s * _n(rng, 55, 10), _u(rng, 0.08, 0.14)) for s in (1, -1) for _ in range(4)]
+    nasal = [Vessel(s * _n(rng, 140, 15), _u(rng, 0.06, 0.1)) for s in (1, -1) for _ in range(2)]
     # branches avoid the papillomacular bundle, as real vessels do
     branches = [
         Vessel(float(rng.choice([-1, 1])) * _u(rng, 25, 180), _u(rng, 0.04, 0.07))
-        for _ in range(int(rng.integers(3, 7)))
+        for _ in range(int(rng.integers(6, 12)))
     ]
     return tuple(arcades + nasal + branches)
 

@@ -1,8 +1,10 @@
 """Voxels from layer surfaces: reflectivity, partial volume, vessels and shadows, speckle, roll-off,
 noise floor and log compression to 8 bits, as a spectral-domain OCT displays a volume.
 
-Reflectivities are linear backscatter relative to the RPE; the display maps a fixed dB window to
-0..255 (like a vendor's fixed display range), so a weak scan looks dark and noisy.
+Reflectivities are linear backscatter (the nerve fibre layer near 1); the display maps a fixed dB
+window to 0..255 (like a vendor's fixed display range), so a weak scan looks dark and noisy. Layer
+contrasts, vessel shadows and speckle are calibrated against real Heidelberg Spectralis and Topcon
+B-scans (docs/PHANTOM.md, section "Appearance against real B-scans").
 """
 
 from __future__ import annotations
@@ -26,19 +28,20 @@ BOUNDARIES = (
     "BM",
     "CSI",
 )
-RETINA_REFLECTIVITY = (0.0002, 0.9, 0.28, 0.5, 0.17, 0.45, 0.09, 0.22, 0.85, 0.3, 1.0, 0.45, 0.12)
+RETINA_REFLECTIVITY = (0.0002, 0.9, 0.28, 0.5, 0.17, 0.45, 0.035, 0.15, 1.1, 0.3, 2.0, 0.5, 0.12)
 # attenuation coefficient of each layer (1/mm, one way): the retina is nearly transparent, the
 # pigmented RPE and the blood-filled choroid are not
 RETINA_ATTENUATION_PER_MM = (0.0, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 40.0, 7.0, 3.0)
 PRELAMINAR_REFLECTIVITY = 0.25  # neural tissue inside the disc (takes the RNFL slot)
 LAMINA_REFLECTIVITY = 0.22  # lamina cribrosa (takes the choroid slot inside the disc)
 RETROLAMINAR_REFLECTIVITY = 0.06
-ATROPHY_RPE_REFLECTIVITY = 0.8  # what is left of the RPE band in atrophy: Bruch's membrane itself
+# what is left of the RPE band in (beta-zone) atrophy: the bright line of Bruch's membrane
+ATROPHY_RPE_REFLECTIVITY = 1.6
 ATROPHY_CHOROID_REFLECTIVITY = 0.65  # hypertransmission below missing RPE
 ATROPHY_RPE_ATTENUATION_PER_MM = 5.0
 LAMINA_ATTENUATION_PER_MM = 5.0
 VESSEL_REFLECTIVITY = 0.75
-VESSEL_SHADOW = 0.8  # fraction of signal lost below the centre of a vessel
+VESSEL_SHADOW = 0.96  # fraction of signal lost below the centre of a vessel (-14 dB)
 ROLL_OFF_DB_PER_MM = 3.0
 DISPLAY_DB = (-2.0, 42.0)  # dB window mapped to 0..255 (noise floor median is -1.6 dB)
 
@@ -54,6 +57,7 @@ def render(
     axial_mm: float,
     signal_db: np.ndarray,
     rng: np.random.Generator,
+    speckle_looks: int = 1,
     chunk: int = 8,
 ) -> np.ndarray:
     """Render a volume.
@@ -65,7 +69,8 @@ def render(
     attenuation_per_mm : (13, n_bscans, n_ascans) one-way attenuation coefficient of each layer.
     vessel_top_px, vessel_bottom_px, vessel_opacity : (n_bscans, n_ascans) vessel extent and opacity.
     depth : number of axial samples; axial_mm: axial spacing.
-    signal_db : (n_bscans,) RPE signal above the noise floor per B-scan (-inf for a blink).
+    signal_db : (n_bscans,) signal of unit reflectivity above the noise floor per B-scan (-inf for a blink).
+    speckle_looks : frames averaged per B-scan (1 = one frame; Spectralis averages several).
 
     Returns
     -------
@@ -95,7 +100,7 @@ def render(
             vessel_opacity[sl, None, :].astype(np.float32),
         )
         signal = (10.0 ** (signal_db[sl] / 10.0)).astype(np.float32)[:, None, None]
-        speckle = _speckle(rng, intensity.shape)
+        speckle = _speckle(rng, intensity.shape, speckle_looks)
         noise = rng.standard_exponential(intensity.shape, dtype=np.float32)
         total = signal * intensity * roll_off * speckle + noise
         out[sl] = _display(total)
@@ -166,9 +171,10 @@ def _add_vessels(intensity, voxel_bottom, top_px, bottom_px, opacity):
     intensity[:, bottom:] *= 1.0 - VESSEL_SHADOW * opacity
 
 
-def _speckle(rng, shape):
-    """Fully developed speckle (exponential intensity), correlated over about 2 axial samples."""
-    s = rng.standard_exponential(shape, dtype=np.float32)
+def _speckle(rng, shape, looks):
+    """Fully developed speckle averaged over ``looks`` frames (gamma intensity of unit mean),
+    correlated over about 2 axial samples."""
+    s = rng.standard_gamma(float(looks), shape, dtype=np.float32) * np.float32(1.0 / looks)
     s[:, 1:-1, :] = 0.25 * s[:, :-2, :] + 0.5 * s[:, 1:-1, :] + 0.25 * s[:, 2:, :]
     return s
 

@@ -22,6 +22,7 @@ from phantom.eye import DEPTH_WINDOW_MM, TRUTH_SURFACES
 from sdk.errors import FileError, InvalidVolume, UnsupportedFormat
 from sdk.maps.geometry import sample
 from sdk.retina import en_face_grid_mm
+from sdk.volume import SPACING_RANGE_MM
 
 SMALL = (24, 96, 64)  # (n_bscans, depth, n_ascans): quick volumes
 TRUTH_SHAPE = (64, 48, 192)  # 0.14 x 0.06 mm en-face sampling of the wide field; depth does not matter
@@ -188,7 +189,10 @@ def test_shape_spacing_and_protocol(protocol):
     assert volume.shape == SMALL and volume.data.dtype == np.uint8
     assert (volume.protocol, volume.laterality) == (protocol, "OD")
     extent_y, extent_x = PROTOCOL_EXTENT_MM[protocol]
-    np.testing.assert_allclose(volume.extent_mm, (extent_y, DEPTH_WINDOW_MM, extent_x))
+    # 96 samples over the 1.93 mm window would be 20.1 um apart, more than any device: the depth
+    # sampling stays at the device limit and the window is shallower
+    np.testing.assert_allclose(volume.extent_mm, (extent_y, SMALL[1] * SPACING_RANGE_MM[1][1], extent_x))
+    assert DEPTH_WINDOW_MM / SMALL[1] > SPACING_RANGE_MM[1][1]
     for array in (*truth.surfaces_px.values(), truth.disc_mask, truth.rnfl_thickness_um):
         assert array.shape == (SMALL[0], SMALL[2])
     centre = np.array([extent_y, extent_x]) / 2

@@ -16,10 +16,61 @@ from sdk.retina.chunks import for_blocks
 from sdk.volume import OCTVolume
 
 WORKING_LATERAL_MM = 0.04  # segmentation works on A-scans binned to about 40 um
+WORKING_AXIAL_MM = 0.002  # ... and on samples at least 2 um deep (finer depth grids are binned)
 COARSE_AXIAL_MM = 0.015  # coarse grid: about 15 um axially ...
 COARSE_LATERAL_MM = 0.09  # ... and 90 um along the B-scan
 LINEAR_TAIL_RATIO = 50.0  # p99.9 / p50 above this means linear intensities
 SAMPLE_STRIDE = 4  # statistics use every 4th B-scan and A-scan
+DISPLAY_RANGE = 255.0  # floats that are not linear are rescaled to 0..255 before segmentation
+
+
+@dataclass(frozen=True)
+class Working:
+    """The grid segmentation works on: log-scaled, A-scans binned to ~40 um, depth to >= 2 um.
+
+    ``data`` is (n_bscans, depth // axial_factor, ceil(n_ascans / ascan_factor)); a boundary at
+    working depth z lies at z * axial_factor in the volume's px. ``blank`` says why there is nothing
+    to segment (a constant volume), else None.
+    """
+
+    data: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    ascan_factor: int
+    axial_factor: int
+    blank: str | None
+
+
+def prepare(volume: OCTVolume) -> Working:
+    """Working copy of a volume for segmentation, or the reason it is blank.
+
+    Linear float intensities are log-compressed; other floats are rescaled to 0..255 from their
+    robust range (so values near the float limits cannot overflow); integers are used as they are.
+    """
+    spacing = volume.spacing_mm
+    sample = volume.data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE]
+    low, high = (float(v) for v in np.percentile(sample, [0.1, 99.9]))
+    if not high > low:
+        only = float(sample.flat[0])
+        what = f"every voxel is {only:g}" if np.ptp(volume.data) == 0 else "99.8% of voxels have one value"
+        return Working(volume.data, spacing, 1, 1, f"the volume is blank ({what}): no tissue to grade")
+    data = volume.data
+    if data.dtype.kind == "f":
+        logged = log_scaled(volume)
+        data = logged if logged is not None else _rescaled(data, low, high)
+    axial_factor = max(1, int(WORKING_AXIAL_MM / spacing[1] + 1e-9))
+    if axial_factor > 1:
+        usable = data.shape[1] // axial_factor * axial_factor
+        data = _block_mean(data[:, :usable], axial_factor, axis=1)
+    binned, ascan_factor = bin_ascans(data, spacing)
+    working = (spacing[0], spacing[1] * axial_factor, spacing[2] * ascan_factor)
+    return Working(binned, working, ascan_factor, axial_factor, None)
+
+
+def _rescaled(data: np.ndarray, low: float, high: float) -> np.ndarray:
+    """float32 copy of ``data`` clipped to [low, high] and mapped to 0..DISPLAY_RANGE; halves are
+    taken first so that no difference of two finite float64 values can overflow."""
+    span = high / 2 - low / 2
+    return ((np.clip(data, low, high) / 2 - low / 2) * (DISPLAY_RANGE / span)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -27,12 +78,14 @@ class Levels:
     """Robust grey levels of a volume, in its (log-scaled) units.
 
     ``background`` and ``tissue`` are speckle-averaged levels (from the coarse copy), so thresholds
-    between them hold for smoothed data; ``noise_sd`` is the voxel-level spread of the background.
+    between them hold for smoothed data; ``noise_sd`` is the voxel-level spread of the background and
+    ``coarse_noise_sd`` that of the coarse (block-averaged) copy.
     """
 
     background: float  # median of the noise (vitreous and below the choroid)
     noise_sd: float  # spread of single background voxels (84th percentile minus median)
     tissue: float  # bright tissue (RPE, RNFL), 99.5th percentile of the speckle-averaged volume
+    coarse_noise_sd: float
 
     def signal_to_noise(self) -> float:
         """Tissue above background in units of the background's spread."""
@@ -67,19 +120,25 @@ def levels(data: np.ndarray, coarse_data: np.ndarray) -> Levels:
     the upper half of its distribution (84th percentile minus median), because a display range
     may clip the lower half at zero.
     """
+    background, noise_sd = _dark_level(data)
+    averaged = coarse_data[::SAMPLE_STRIDE]
+    _, coarse_noise_sd = _dark_level(coarse_data)
+    return Levels(background, noise_sd, float(np.percentile(averaged, 99.5)), coarse_noise_sd)
+
+
+def _dark_level(data: np.ndarray) -> tuple[float, float]:
+    """Median and upper spread (84th percentile minus median) of the darkest 60% of samples."""
     voxels = np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32).ravel()
     dark = voxels[voxels <= np.percentile(voxels, 60)]
-    background = float(np.median(dark))
-    noise_sd = float(max(np.percentile(dark, 84) - background, 1e-6))
-    averaged = coarse_data[::SAMPLE_STRIDE]
-    return Levels(background=background, noise_sd=noise_sd, tissue=float(np.percentile(averaged, 99.5)))
+    median = float(np.median(dark))
+    return median, float(max(np.percentile(dark, 84) - median, 1e-6))
 
 
 def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:
     """Block-average depth and A-scans to about 15 x 90 um (B-scans are kept)."""
-    fz = max(1, int(round(COARSE_AXIAL_MM / spacing_mm[1])))
-    fx = max(1, int(round(COARSE_LATERAL_MM / spacing_mm[2])))
     n_b, depth, n_a = data.shape
+    fz = max(1, min(int(round(COARSE_AXIAL_MM / spacing_mm[1])), depth))
+    fx = max(1, min(int(round(COARSE_LATERAL_MM / spacing_mm[2])), n_a))
     dz, dx = depth // fz, n_a // fx
     along_x = _block_mean(data[:, : dz * fz, : dx * fx], fx, axis=2)
     return Coarse(_block_mean(along_x, fz, axis=1), fz, fx)

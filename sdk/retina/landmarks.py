@@ -1,10 +1,14 @@
 """Optic disc (Bruch's-membrane opening) and fovea, from the segmented surfaces.
 
-Disc: the layered retina ends at Bruch's-membrane opening. Outside it, even over peripapillary
-atrophy and under vessel shadows, the step from the bright outer plexiform layer to the dark outer
-nuclear layer is one of the strongest edges of the retina (a log-scale contrast, so shadows do not
-change it); inside the disc there is only unlayered neural tissue. The region where that edge
-vanishes, cleaned of specks, is the disc; its area moments give an ellipse (centre, semi-axes).
+Disc: Bruch's-membrane opening is where the RPE/BM band ends (Reis et al. 2012: the RPE and BM run
+on to the opening, the inner layers taper into the rim before it). Inside the opening there is
+neither the fall from the RPE into the choroid at Bruch's membrane nor the layering of the retina
+(the step from the outer plexiform into the outer nuclear layer); over peripapillary atrophy the
+RPE fall is gone but the retina above is still layered, and where the inner layers taper towards
+the rim the RPE is still there. Both are log-scale contrasts, so vessel shadows do not change them.
+The region where both vanish, cleaned of specks, is the disc; its area moments give an ellipse
+(centre, semi-axes). It does not depend on the cup: neither contrast looks above the BMO plane's
+retina.
 
 Fovea: the pit, where the retina thins and the inner retina (ILM to IPL/INL) vanishes, found by a
 centre-surround filter at the pit's scale and searched where a fovea can be for the protocol.
@@ -17,9 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-DISC_LAYERING = 0.35  # OPL/ONL edge below this fraction of its median: no retinal layers
-DISC_SMOOTHING_MM = 0.06
+# a contrast below this fraction of its median is absent: the RPE's fall at Bruch's membrane (halfway:
+# the RPE runs on to the opening) and the retina's layering (near zero: over atrophy the layers
+# thin and the step weakens, but only inside the opening is there no layering at all)
+DISC_BM_FALL = 0.5
+DISC_LAYERING = 0.2
+DISC_MEDIAN_MM = 0.15  # window of the median that cleans the contrast maps
+MIN_RETINA_UM = 60.0  # thinner than this from ILM to BM is not retina (the foveola keeps ~180 um)
 DISC_AREA_MM2 = (0.8, 6.0)  # plausible area of Bruch's-membrane opening
+DISC_MIN_OVALITY = 0.5  # shorter / longer axis: flatter regions are not a disc (tilted discs reach ~0.6)
 DISC_CLOSING_MM = 0.25  # bridges vessel shadows across the disc
 FOVEA_DISC_DISTANCE_MM = (3.0, 6.0)  # fovea lies this far temporal of the disc centre
 FOVEA_MAX_VERTICAL_MM = 1.5  # and within this height of it
@@ -58,15 +68,20 @@ def en_face_grid_mm(shape, spacing_mm):
     return np.meshgrid(y, x, indexing="ij")
 
 
-def find_disc(layering: np.ndarray, spacing_mm) -> Disc | None:
-    """Disc from the contrast of the OPL/ONL edge, (n_bscans, n_ascans), any positive unit.
-
-    Returns None if no plausible disc is in the scan.
-    """
+def find_disc(bm_fall: np.ndarray, layering: np.ndarray, retina_um: np.ndarray, spacing_mm) -> Disc | None:
+    """Disc from the contrast of the RPE/BM band and of the OPL/ONL edge (any positive unit) and the
+    distance from the ILM down to Bruch's membrane (um), each (n_bscans, n_ascans). Where that
+    distance is below MIN_RETINA_UM there is no retina: the surface is the rim's or the cup's.
+    Returns None if no plausible disc is in the scan."""
     pixel_area = spacing_mm[0] * spacing_mm[2]
-    sigma = (DISC_SMOOTHING_MM / spacing_mm[0], DISC_SMOOTHING_MM / spacing_mm[2])
-    smooth = ndimage.gaussian_filter(layering, sigma, mode="nearest")
-    candidate = smooth < DISC_LAYERING * np.median(smooth)
+    # a median, not a blur: thin lines of contrast (a cup wall crossing the level of Bruch's membrane,
+    # vessel walls) vanish instead of spreading into the opening
+    size = tuple(max(1, round(DISC_MEDIAN_MM / s)) | 1 for s in (spacing_mm[0], spacing_mm[2]))
+    candidate = np.ones(bm_fall.shape, bool)
+    for contrast, absent in ((bm_fall, DISC_BM_FALL), (layering, DISC_LAYERING)):
+        smooth = ndimage.median_filter(contrast, size, mode="nearest")
+        candidate &= smooth < absent * np.median(smooth)
+    candidate |= retina_um < MIN_RETINA_UM
     structure = _ellipse_structure(DISC_CLOSING_MM, spacing_mm)
     candidate = ndimage.binary_closing(candidate, structure, border_value=0)
     candidate = ndimage.binary_opening(candidate, structure)
@@ -84,6 +99,8 @@ def find_disc(layering: np.ndarray, spacing_mm) -> Disc | None:
     # a filled ellipse with semi-axis s has variance s^2 / 4 along that axis
     sy = 2.0 * float(np.sqrt(np.var(y[region]) + spacing_mm[0] ** 2 / 12))
     sx = 2.0 * float(np.sqrt(np.var(x[region]) + spacing_mm[2] ** 2 / 12))
+    if min(sy, sx) / max(sy, sx) < DISC_MIN_OVALITY:
+        return None
     mask = ((y - cy) / sy) ** 2 + ((x - cx) / sx) ** 2 < 1.0
     return Disc(center_mm=(cy, cx), semi_axes_mm=(sy, sx), mask=mask)
 

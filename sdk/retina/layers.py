@@ -2,22 +2,29 @@
 
 Chiu-style order with region limits, each boundary a minimum-cost path (sdk.retina.paths):
 
-1. coarse ILM (first rise above the tissue threshold) and coarse Bruch's membrane (the largest fall
-   below it: from the RPE, the brightest layer, into the pigment-shadowed choroid; a log-scale step,
-   so vessel shadows do not change it) on a block-averaged copy; Bruch's membrane is turned into a
-   smooth reference surface that bridges the disc;
+1. on a block-averaged copy, per B-scan: the ILM, the path where vitreous (background-level
+   samples above) meets tissue (samples clearly above the background below: even the dark outer
+   nuclear layer of the foveola), allowed to climb cup walls; then the photoreceptors' rise (the
+   strongest dark-to-bright step below the inner retina, ONL to ellipsoid zone) and Bruch's membrane,
+   the strongest fall just below it (the bottom of the RPE: the outer hyperreflective complex, not
+   the largest fall anywhere, which on a bright choroid is the OPL/ONL step). Bruch's membrane is
+   turned into a smooth reference surface that bridges the disc;
 2. ILM (dark-to-bright edge) near the coarse ILM, Bruch's membrane (bright-to-dark edge below the
    RPE) near the reference;
-3. inside a band flattened to the ILM: OPL/ONL (the strongest bright-to-dark edge above the
-   photoreceptors: the ONL is the darkest thick layer), then IPL/INL (bright-to-dark, one INL + OPL
-   above it), then RNFL/GCL (bright-to-dark between ILM and IPL/INL).
+3. inside a band flattened to the ILM: OPL/ONL (a bright-to-dark edge with dark tissue below it: the
+   ONL is the darkest thick layer), then IPL/INL (bright-to-dark, at most one INL + OPL above it),
+   then RNFL/GCL (bright-to-dark between ILM and IPL/INL). Each may meet the boundary above it, as
+   they all meet the ILM in the foveola.
 
 Flattening to a reference surface before smoothing across B-scans makes the result insensitive to
-axial motion between B-scans. Positions are axial px: a boundary at z lies between voxel z-1 and z.
+axial motion between B-scans. Positions are axial px of the working grid: a boundary at z lies
+between voxel z-1 and z. Work is bounded by the volume's size: paths move at most MAX_STEP_PX per
+A-scan and every window is a fixed physical length on a grid of at least 2 um per sample.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,24 +34,32 @@ from sdk.retina.chunks import for_blocks
 from sdk.retina.intensity import Coarse, Levels
 from sdk.retina.paths import best_path, refine_subpixel
 
-ILM_THRESHOLD = 0.4  # fraction of the way from background to tissue level that marks tissue
-BM_SEARCH_UM = (60.0, 600.0)  # Bruch's membrane lies this far below the ILM (outside the disc)
+ILM_TISSUE_SPREADS = 4.0  # tissue: a coarse level this many background spreads above the vitreous ...
+ILM_TISSUE_FRACTION = 0.1  # ... and at least this fraction of the way from background to tissue level
+TISSUE_BELOW_UM = 100.0  # the ILM has tissue for this far below it ...
+VITREOUS_ABOVE_UM = 150.0  # ... and vitreous for this far above it
+ILM_MAX_SLOPE = 1.2  # steepest ILM between coarse A-scans (cup walls), um axial per um lateral
+COARSE_STEP_PENALTY = 0.05  # per coarse sample of ILM change, in units of the ILM score
+ISOS_SEARCH_UM = (60.0, 600.0)  # the photoreceptors' rise lies this far below the ILM (outside the disc)
+BM_BELOW_ISOS_UM = (20.0, 110.0)  # Bruch's membrane, the bottom of the RPE, lies this far below it
 REFERENCE_WINDOW_MM = 3.2  # robust (median) window that bridges the optic disc
 VITREOUS_MARGIN_UM = 60.0  # noise is measured this far above the ILM and higher
 MIN_VITREOUS_VOXELS = 1000
 ILM_SEARCH_UM = 40.0  # fine search around the coarse ILM
 BM_FINE_SEARCH_UM = 30.0  # fine search around the reference surface
 INNER_BAND_UM = (-50.0, 520.0)  # band flattened to the ILM, relative to the coarse ILM
-PHOTORECEPTORS_MIN_UM = 70.0  # OPL/ONL lies at least this far above Bruch's membrane
+PHOTORECEPTORS_MIN_UM = 30.0  # OPL/ONL lies at least this far above BM (photoreceptors thin over atrophy)
 ONL_PROBE_UM = 40.0  # how much tissue below OPL/ONL is expected to be dark
-INL_OPL_UM = (6.0, 75.0)  # IPL/INL lies this far above OPL/ONL (INL + OPL thickness)
+INL_OPL_UM = (6.0, 75.0)  # IPL/INL lies this far above OPL/ONL (INL + OPL; less where they vanish)
 SMOOTHING_UM = (40.0, 40.0, 4.0)  # Gaussian sd across B-scans, along B-scans, axially
 EDGE_HALF_WIDTH_UM = 8.0  # an edge is the mean of this much below minus this much above
 STEP_PENALTY = 0.01  # per px of change between A-scans, in units of (tissue - background)
 MAX_SLOPE = 0.3  # steepest inner-layer slope relative to the ILM (foveal pit walls), um axial per um lateral
-WINDOW_PAD = 32  # rows: the longest window (edge half-width, ONL probe) an edge score may use
+MAX_STEP_PX = 12  # no path moves further between neighbouring A-scans: bounds the work on coarse grids
 GAUSSIAN_TRUNCATE = 4.0  # the smoothing kernel reaches this many sd (scipy's default)
 OUTSIDE_COST = 100.0  # cost of a row outside a boundary's allowed region (a soft limit keeps paths feasible)
+RPE_BAND_UM = 12.0  # the RPE/BM band: this much above Bruch's membrane ...
+RPE_ABOVE_UM = (25.0, 45.0)  # ... against the tissue this far above it (outer segments, or ONL over atrophy)
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,7 @@ class LayerResult:
     contrast: dict[str, np.ndarray]
     bm_reference_px: np.ndarray  # smooth surface through Bruch's membrane, bridging the disc
     tissue_found: np.ndarray  # (n_bscans, n_ascans) bool: the A-scan holds retina at all
+    vitreous_above: np.ndarray  # (n_bscans, n_ascans) bool: vitreous lies above the ILM (not folded)
     levels: Levels  # background and noise measured in the vitreous
 
 
@@ -67,10 +83,11 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     scale = max(levels.tissue - levels.background, 1e-6)
     n_b, depth, n_a = data.shape
 
-    ilm_c, bm_c = _coarse_surfaces(coarse, levels, axial_um)
+    ilm_c, bm_c, found_c, open_c = _coarse_surfaces(coarse, levels, spacing_mm)
     ilm_ref = _to_fine(ilm_c, coarse, n_a)
     bm_ref = _to_fine(_robust_reference(bm_c, coarse, spacing_mm), coarse, n_a)
-    tissue_found = _along_ascans(np.isfinite(ilm_c).astype(float), coarse, n_a) > 0.5
+    tissue_found = _along_ascans(found_c.astype(float), coarse, n_a) > 0.5
+    vitreous_above = _along_ascans(open_c.astype(float), coarse, n_a) > 0.5
     levels = _vitreous_levels(data, ilm_ref - VITREOUS_MARGIN_UM / axial_um, levels)
 
     # band arrays are (n_ascans, n_bscans, rows): A-scans first, for the path search
@@ -84,14 +101,20 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
         return int(round(um / axial_um))
 
     k = max(1, px(EDGE_HALF_WIDTH_UM))
-    steep = max(1, int(np.ceil(MAX_SLOPE * spacing_mm[2] / spacing_mm[1])))
+    pad = max(k, px(ONL_PROBE_UM), px(RPE_ABOVE_UM[1])) + 1
+    steep = min(MAX_STEP_PX, max(1, int(np.ceil(MAX_SLOPE * spacing_mm[2] / spacing_mm[1]))))
 
-    # Bruch's membrane: strongest bright-to-dark edge near the reference
-    bm_band = _Band(data, bm_ref, px(-BM_FINE_SEARCH_UM) - k, px(BM_FINE_SEARCH_UM) + k + 1, sigma, k, scale)
-    bm, bm_contrast = bm_band.trace(bm_band.fall, k, bm_band.rows - k, 1)
+    # Bruch's membrane: strongest bright-to-dark edge near the reference; the band reaches higher
+    # for the RPE band's rise above it
+    above = px(RPE_ABOVE_UM[1])
+    bm_band = _Band(
+        data, bm_ref, px(-BM_FINE_SEARCH_UM) - k - above, px(BM_FINE_SEARCH_UM) + k + 1, sigma, k, pad, scale
+    )
+    bm, bm_contrast = bm_band.trace(bm_band.fall, k + above, bm_band.rows - k, 1)
+    rpe_contrast = np.maximum(bm_contrast, _rise_into_band(bm_band, bm, levels, px))
 
     # inner retina, flattened to the coarse ILM
-    band = _Band(data, ilm_ref, px(INNER_BAND_UM[0]), px(INNER_BAND_UM[1]), sigma, k, scale)
+    band = _Band(data, ilm_ref, px(INNER_BAND_UM[0]), px(INNER_BAND_UM[1]), sigma, k, pad, scale)
     origin = -px(INNER_BAND_UM[0])
     ilm, ilm_contrast = band.trace(
         band.rise, max(origin - px(ILM_SEARCH_UM), 1), origin + px(ILM_SEARCH_UM), steep
@@ -104,12 +127,15 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
         return band.fall(r0, r1) - (band.mean_below(dark_below, r0, r1) - levels.background)
 
     opl_onl, opl_contrast = band.trace(
-        onl, ilm + 2, bm_in_band - px(PHOTORECEPTORS_MIN_UM), steep, contrast_of=band.fall
+        onl, ilm, bm_in_band - px(PHOTORECEPTORS_MIN_UM), steep, contrast_of=band.fall
     )
     ipl_inl, ipl_contrast = band.trace(
-        band.fall, np.maximum(ilm, opl_onl - px(INL_OPL_UM[1])), opl_onl - px(INL_OPL_UM[0]), steep
+        band.fall,
+        np.maximum(ilm, opl_onl - px(INL_OPL_UM[1])),
+        np.maximum(ilm, opl_onl - px(INL_OPL_UM[0])),
+        steep,
     )
-    rnfl_gcl, rnfl_contrast = band.trace(band.fall, ilm, ipl_inl - 1, steep)
+    rnfl_gcl, rnfl_contrast = band.trace(band.fall, ilm, np.maximum(ilm, ipl_inl - 1), steep)
 
     found = {
         "ILM": (band, ilm, ilm_contrast),
@@ -120,7 +146,8 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     }
     surfaces = {name: b.depth_of(rows).T for name, (b, rows, _) in found.items()}
     contrast = {name: c.T / levels.noise_sd for name, (_, _, c) in found.items()}
-    return LayerResult(surfaces, contrast, bm_ref, tissue_found, levels)
+    contrast["RPE"] = rpe_contrast.T / levels.noise_sd
+    return LayerResult(surfaces, contrast, bm_ref, tissue_found, vitreous_above, levels)
 
 
 class _Band:
@@ -131,13 +158,14 @@ class _Band:
     dark-to-bright boundary between rows j-1 and j.
     """
 
-    def __init__(self, data, reference_px, first, stop, sigma, k, scale):
+    def __init__(self, data, reference_px, first, stop, sigma, k, pad, scale):
         n_b, depth, n_a = data.shape
         self.rows = stop - first
         self.k = k
+        self.pad = pad  # rows of padding at both ends: the longest window a score reads
         self.scale = scale  # grey-level unit of path costs: tissue level - background
         self.start = np.round(reference_px.T).astype(np.intp) + first
-        self.cumulative = np.empty((n_a, n_b, self.rows + 2 * WINDOW_PAD + 1), np.float32)
+        self.cumulative = np.empty((n_a, n_b, self.rows + 2 * pad + 1), np.float32)
         self.edge = np.empty((n_a, n_b, self.rows), np.float32)
         halo = int(GAUSSIAN_TRUNCATE * sigma[0] + 0.5)  # the smoothing kernel's radius along A-scans
         for_blocks(lambda *block: self._fill(data, sigma, *block), n_a, halo)
@@ -157,9 +185,9 @@ class _Band:
         smooth = gaussian_filter(gathered, sigma, truncate=GAUSSIAN_TRUNCATE)[lo - read_lo : hi - read_lo]
         # cumulative sums along rows, clamped beyond both ends so window sums are plain slices
         cumulative = self.cumulative[lo:hi]
-        cumulative[..., : WINDOW_PAD + 1] = 0.0
-        last = WINDOW_PAD + 1 + self.rows
-        np.cumsum(smooth, axis=2, out=cumulative[..., WINDOW_PAD + 1 : last])
+        cumulative[..., : self.pad + 1] = 0.0
+        last = self.pad + 1 + self.rows
+        np.cumsum(smooth, axis=2, out=cumulative[..., self.pad + 1 : last])
         cumulative[..., last:] = cumulative[..., last - 1 : last]
         block = slice(lo, hi)
         below, n_below = self._window_sum(0, self.rows, 0, self.k, block=block)
@@ -171,8 +199,7 @@ class _Band:
         of the A-scans ``block``, and the number of rows summed."""
         j = np.arange(r0, r1)
         count = np.maximum(np.clip(j + offset + length, 0, self.rows) - np.clip(j + offset, 0, self.rows), 1)
-        assert -WINDOW_PAD <= offset and offset + length <= WINDOW_PAD, "window longer than the padding"
-        first = WINDOW_PAD + r0 + offset
+        first = self.pad + r0 + offset  # the padding holds every window (pad >= its longest length)
         n = r1 - r0
         cumulative = self.cumulative[block]
         return cumulative[..., first + length : first + length + n] - cumulative[
@@ -185,6 +212,13 @@ class _Band:
 
     def fall(self, r0, r1):
         return -self.rise(r0, r1)
+
+    def level_at(self, rows, offset, length):
+        """Mean smoothed level of rows [rows + offset, rows + offset + length) at each A-scan, where
+        ``rows`` is (n_ascans, n_bscans) band rows (ints)."""
+        first = np.clip(rows + offset, -self.pad, self.rows + self.pad - length) + self.pad
+        top = np.take_along_axis(self.cumulative, (first + length)[..., None], axis=2)[..., 0]
+        return (top - np.take_along_axis(self.cumulative, first[..., None], axis=2)[..., 0]) / length
 
     def mean_below(self, length, r0, r1):
         total, n = self._window_sum(r0, r1, 0, length)
@@ -199,7 +233,7 @@ class _Band:
         A-scans in a Python loop of small numpy calls that hold the GIL, and threads contending for it
         made the front end 2-3x slower on 4, 8 and 16 cores of a Xeon (no gain on 2)."""
         low = np.broadcast_to(np.ceil(low), self.start.shape)
-        high = np.broadcast_to(np.floor(high), self.start.shape)
+        high = np.maximum(np.broadcast_to(np.floor(high), self.start.shape), low)  # limits may meet
         r0 = int(np.clip(low.min(), 0, self.rows - 1))
         r1 = int(np.clip(high.max() + 1, r0 + 1, self.rows))
         values = score(r0, r1) / self.scale
@@ -219,25 +253,64 @@ class _Band:
         return depth_px - self.start
 
 
-def _coarse_surfaces(coarse: Coarse, levels: Levels, axial_um: float):
-    """Coarse ILM (first sustained rise above the tissue threshold) and Bruch's membrane (largest fall
-    below it), both (n_bscans, n_coarse_ascans) as coarse axial boundary positions; NaN where no
-    tissue was found."""
+def _rise_into_band(band: _Band, bm_rows, levels: Levels, px) -> np.ndarray:
+    """Step from the tissue above the RPE/BM band up into it, (n_ascans, n_bscans) in grey levels,
+    zero where any part of the region above is vitreous (a cup floor near the level of Bruch's
+    membrane) or where it is brighter than the band. Over atrophy the fall below Bruch's membrane is
+    weak (the choroid beneath shines through) but this rise from the retina into its line stays."""
+    rows = np.round(bm_rows).astype(np.intp)
+    width = max(1, px(RPE_BAND_UM))
+    inside = band.level_at(rows, -width, width)
+    top = max(2, px(RPE_ABOVE_UM[1]))
+    half = max(1, (top - px(RPE_ABOVE_UM[0])) // 2)
+    parts = [band.level_at(rows, -top, half), band.level_at(rows, -top + half, half)]
+    tissue = levels.background + ILM_TISSUE_FRACTION * (levels.tissue - levels.background)
+    tissue_above = (parts[0] > tissue) & (parts[1] > tissue)
+    return np.where(tissue_above, np.maximum(inside - 0.5 * (parts[0] + parts[1]), 0.0), 0.0)
+
+
+def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
+    """Coarse ILM and Bruch's membrane as edge positions in coarse samples, whether the coarse A-scan
+    holds tissue, and whether vitreous lies above that ILM; each (n_bscans, n_coarse_ascans).
+
+    The ILM is the best path where tissue (samples clearly above the background) lies below and
+    vitreous above, with a dark-to-bright step at it. Below it, the photoreceptors' rise is the
+    strongest dark-to-bright step, and Bruch's membrane the strongest fall just below that."""
     c = gaussian_filter1d(coarse.data, 1.0, axis=1)
-    threshold = levels.background + ILM_THRESHOLD * (levels.tissue - levels.background)
-    above = c > threshold
-    sustained = above[:, :-2] & above[:, 1:-1] & above[:, 2:]
-    found = sustained.any(axis=1)
-    ilm = np.argmax(sustained, axis=1).astype(np.float64)
-    fall = np.zeros_like(c)
-    fall[:, 1:-1] = c[:, :-2] - c[:, 2:]  # boundary between samples z-1 and z: c[z-1] - c[z+1]
-    z = np.arange(c.shape[1])[None, :, None]
-    lo, hi = (um / (axial_um * coarse.axial_factor) for um in BM_SEARCH_UM)
-    window = (z >= ilm[:, None, :] + lo) & (z <= ilm[:, None, :] + hi)
-    bm = np.argmax(np.where(window, fall, -np.inf), axis=1).astype(np.float64) + 0.5
-    ilm[~found] = np.nan
-    bm[~found] = np.nan
-    return ilm, bm
+    n_b, dz, dx = c.shape
+    axial_um = spacing_mm[1] * coarse.axial_factor * 1000.0
+    lateral_um = spacing_mm[2] * coarse.lateral_factor * 1000.0
+    scale = max(levels.tissue - levels.background, 1e-6)
+    threshold = levels.background + max(
+        ILM_TISSUE_SPREADS * levels.coarse_noise_sd, ILM_TISSUE_FRACTION * scale
+    )
+    cumulative = np.zeros((n_b, dz + 1, dx), np.float32)
+    np.cumsum(c > threshold, axis=1, out=cumulative[:, 1:])
+    z = np.arange(dz)
+    n_below = max(1, int(round(TISSUE_BELOW_UM / axial_um)))
+    n_above = max(1, int(round(VITREOUS_ABOVE_UM / axial_um)))
+    below = (cumulative[:, np.minimum(z + n_below, dz)] - cumulative[:, z]) / n_below
+    # rows above the depth window are unseen, not vitreous: an ILM at the window's top edge (a retina
+    # folded by the mirror artefact) has no vitreous above it
+    unseen = np.maximum(n_above - z, 0)[None, :, None]
+    above = (cumulative[:, z] - cumulative[:, np.maximum(z - n_above, 0)] + unseen) / n_above
+    step = np.zeros_like(c)  # step[z]: c[z] - c[z-1], the edge between samples z-1 and z
+    step[:, 1:] = (c[:, 1:] - c[:, :-1]) / scale
+    score = below - above + 0.5 * np.clip(step, -1.0, 1.0)
+    score[:, 0] = -OUTSIDE_COST  # an edge needs a sample above it
+    max_step = min(MAX_STEP_PX, max(1, int(np.ceil(ILM_MAX_SLOPE * lateral_um / axial_um))))
+    ilm = best_path(np.ascontiguousarray(-score.transpose(2, 0, 1)), max_step, COARSE_STEP_PENALTY).T
+    found = np.take_along_axis(below, ilm[:, None, :], axis=1)[:, 0] >= 0.5
+    open_above = np.take_along_axis(above, ilm[:, None, :], axis=1)[:, 0] < 0.5
+
+    def strongest(values, lo_um, hi_um, from_z):
+        lo, hi = from_z[:, None, :] + lo_um / axial_um, from_z[:, None, :] + hi_um / axial_um
+        window = (z[None, :, None] >= lo) & (z[None, :, None] <= hi)
+        return np.argmax(np.where(window, values, -np.inf), axis=1)
+
+    isos = strongest(step, *ISOS_SEARCH_UM, ilm)
+    bm = strongest(-step, *BM_BELOW_ISOS_UM, isos)
+    return ilm.astype(np.float64), np.where(found, bm, np.nan), found, open_above
 
 
 def _robust_reference(surface_coarse, coarse: Coarse, spacing_mm):
@@ -259,7 +332,7 @@ def _vitreous_levels(data, top_of_retina_px, levels: Levels) -> Levels:
         return levels
     background = float(np.median(voxels))
     spread = float(max(np.percentile(voxels, 84) - background, 1e-6))
-    return Levels(background=background, noise_sd=spread, tissue=levels.tissue)
+    return dataclasses.replace(levels, background=background, noise_sd=spread)
 
 
 def _along_ascans(coarse_values, coarse: Coarse, n_ascans: int):
@@ -270,9 +343,9 @@ def _along_ascans(coarse_values, coarse: Coarse, n_ascans: int):
     return np.stack([np.interp(x, centres, row) for row in coarse_values])
 
 
-def _to_fine(coarse_surface, coarse: Coarse, n_ascans: int):
-    """Coarse surface (coarse samples, coarse A-scans) -> fine (px, every A-scan), linear in x."""
-    fallback = np.nanmedian(coarse_surface) if np.isfinite(coarse_surface).any() else 0.0
-    filled = np.where(np.isnan(coarse_surface), fallback, coarse_surface)
-    fz = coarse.axial_factor
-    return _along_ascans(filled, coarse, n_ascans) * fz + (fz - 1) / 2.0
+def _to_fine(coarse_edges, coarse: Coarse, n_ascans: int):
+    """Coarse edge positions (coarse samples, coarse A-scans; NaN = unknown) -> fine edge positions
+    (px, every A-scan), linear in x."""
+    fallback = np.nanmedian(coarse_edges) if np.isfinite(coarse_edges).any() else 0.0
+    filled = np.where(np.isnan(coarse_edges), fallback, coarse_edges)
+    return _along_ascans(filled, coarse, n_ascans) * coarse.axial_factor

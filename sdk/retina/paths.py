@@ -65,6 +65,8 @@ def refine_subpixel(strength: np.ndarray, index: np.ndarray) -> np.ndarray:
     Returns float positions of index's shape, index + delta with |delta| <= 0.5.
     """
     n_o = strength.shape[2]
+    if n_o < 3:  # no neighbours on both sides: the index itself
+        return index.astype(np.float64)
     i = np.clip(index, 1, n_o - 2)[..., None]
     left, mid, right = (np.take_along_axis(strength, i + k, axis=2)[..., 0] for k in (-1, 0, 1))
     curvature = left - 2.0 * mid + right
