@@ -64,15 +64,15 @@ _E2E_CONTAINER = struct.Struct(
 )  # 60 bytes: magic, ?, header pos, pos, size, ?, ids, ind, ?, type, ?
 _E2E_MAX_FOLDERS = 512  # folders per directory chunk
 # folder data types (eyepy's TypesEnum): laterality, B-scan header, image
-_E2E_LATERALITY, _E2E_BSCANMETA, E2E_IMAGE = 11, 10004, 1073741824
+_E2E_LATERALITY, _E2E_BSCANMETA, _E2E_IMAGE = 11, 10004, 1073741824
 _E2E_BSCAN_HEADER = struct.Struct("<3I4fI3fI2fI4I2fIQIf")  # the first 104 bytes of a type 10004 item
 _E2E_FIXED_KINDS = {_E2E_LATERALITY: 15, _E2E_BSCANMETA: _E2E_BSCAN_HEADER.size}  # bytes read of these
 _E2E_BSCAN_IMAGE = 35652097  # image kind of a B-scan (16-bit floats); 33620481 is an 8-bit fundus image
-E2E_BSCAN_IND = 1  # the folder "ind" of B-scan images (0: fundus)
+_E2E_BSCAN_IND = 1  # the folder "ind" of B-scan images (0: fundus)
 _E2E_EYES = {b"R": "OD", b"L": "OS"}
 
 
-class VolHeader(NamedTuple):
+class _VolHeader(NamedTuple):
     size_x: int
     n_bscans: int
     size_z: int
@@ -106,7 +106,7 @@ def read_vol(source: VolumeFile) -> tuple[np.ndarray, dict]:
     Raises UnsupportedScan for line, circle and radial scans (with their spacing and eye),
     UnsupportedFormat for damaged files, InvalidVolume over the cap.
     """
-    header = vol_header(source)
+    header = _vol_header(source)
     laterality_from = "ScanPosition" if header.laterality else None
     if header.pattern not in RASTER_PATTERNS or header.n_bscans == 1:
         bscan_mm = header.distance_mm if header.n_bscans > 1 and header.distance_mm > 0 else None
@@ -136,7 +136,7 @@ def read_vol(source: VolumeFile) -> tuple[np.ndarray, dict]:
     return data, {key: value for key, value in metadata.items() if value is not None}
 
 
-def vol_header(source: VolumeFile) -> VolHeader:
+def _vol_header(source: VolumeFile) -> _VolHeader:
     """The checked file header of a ``.vol``: sizes positive, voxels under the cap, file long enough."""
     path = source.path
     raw = source.read_at(0, VOL_HEADER_BYTES, "the .vol file header")
@@ -159,7 +159,7 @@ def vol_header(source: VolumeFile) -> VolHeader:
         )
     source.check_voxels((slo_y, slo_x), 1, "its SLO image")
     source.check_voxels((n_bscans, size_z, size_x), 4, "its NumBScans x SizeZ x SizeX")
-    header = VolHeader(
+    header = _VolHeader(
         size_x,
         n_bscans,
         size_z,
@@ -180,7 +180,7 @@ def vol_header(source: VolumeFile) -> VolHeader:
     return header
 
 
-def _vol_positions(source: VolumeFile, header: VolHeader) -> np.ndarray:
+def _vol_positions(source: VolumeFile, header: _VolHeader) -> np.ndarray:
     """(n_bscans, 4) StartX, StartY, EndX, EndY in mm of each B-scan header, whose NumSeg x SizeX
     float32 segmentation lines must fit in it (else the file is damaged)."""
     positions = []
@@ -226,7 +226,7 @@ def _orientation(flip_bscans: bool, flip_ascans: bool) -> str:
     return "B-scan positions (B-scan headers)" + "".join(f"; {name} order reversed" for name in flips)
 
 
-def _vol_voxels(source: VolumeFile, header: VolHeader) -> np.ndarray:
+def _vol_voxels(source: VolumeFile, header: _VolHeader) -> np.ndarray:
     """The B-scans of a checked raster ``.vol`` (SizeZ x SizeX little-endian float32 after each
     B-scan header), read straight into the volume's array; samples not acquired read as 0."""
     data = np.empty((header.n_bscans, header.size_z, header.size_x), dtype="<f4")
@@ -238,7 +238,7 @@ def _vol_voxels(source: VolumeFile, header: VolHeader) -> np.ndarray:
     return data.astype(np.float32, copy=False)
 
 
-class E2EFolder(NamedTuple):
+class _E2EFolder(NamedTuple):
     """One entry of an E2E directory: what it holds (``kind``) and where its data container is."""
 
     series_id: int
@@ -260,7 +260,7 @@ def read_e2e(source: VolumeFile) -> tuple[np.ndarray, dict]:
     degrees only.
     """
     folders = _e2e_folders(source)
-    series = sorted({f.series_id for f in folders if f.kind == E2E_IMAGE and f.ind == E2E_BSCAN_IND})
+    series = sorted({f.series_id for f in folders if f.kind == _E2E_IMAGE and f.ind == _E2E_BSCAN_IND})
     if len(series) != 1:
         raise UnsupportedFormat(
             f"{source.path} holds {len(series)} OCT series; the SDK reads an E2E file of one OCT series: "
@@ -296,7 +296,7 @@ def read_e2e(source: VolumeFile) -> tuple[np.ndarray, dict]:
     return data, metadata
 
 
-class E2EBscanHeader(NamedTuple):
+class _E2EBscanHeader(NamedTuple):
     """The fields of an E2E B-scan header (type 10004) the reader uses; positions in degrees."""
 
     size_y: int
@@ -311,17 +311,19 @@ class E2EBscanHeader(NamedTuple):
     scan_pattern: int
 
 
-def _e2e_bscans(source: VolumeFile, folders: list[E2EFolder]) -> list[tuple[E2EBscanHeader, E2EFolder]]:
+def _e2e_bscans(source: VolumeFile, folders: list[_E2EFolder]) -> list[tuple[_E2EBscanHeader, _E2EFolder]]:
     """(B-scan header, image folder) per B-scan of the series, in acquisition order, checked to
     agree with each other: one header and one image per slice, the same size and pattern."""
     path = source.path
-    slices: dict[int, dict[int, list[E2EFolder]]] = {}
+    slices: dict[int, dict[int, list[_E2EFolder]]] = {}
     for f in folders:
-        if f.slice_id >= 0 and (f.kind == _E2E_BSCANMETA or (f.kind == E2E_IMAGE and f.ind == E2E_BSCAN_IND)):
+        if f.slice_id >= 0 and (
+            f.kind == _E2E_BSCANMETA or (f.kind == _E2E_IMAGE and f.ind == _E2E_BSCAN_IND)
+        ):
             slices.setdefault(f.slice_id, {}).setdefault(f.kind, []).append(f)
     bscans = []
     for slice_id, kinds in sorted(slices.items()):
-        if [len(kinds.get(k, ())) for k in (_E2E_BSCANMETA, E2E_IMAGE)] != [1, 1]:
+        if [len(kinds.get(k, ())) for k in (_E2E_BSCANMETA, _E2E_IMAGE)] != [1, 1]:
             raise UnsupportedFormat(
                 f"{path}: slice {slice_id} of its OCT series does not hold one B-scan header and one "
                 "B-scan image: the file is damaged, or holds a B-scan twice"
@@ -330,8 +332,8 @@ def _e2e_bscans(source: VolumeFile, folders: list[E2EFolder]) -> list[tuple[E2EB
             kinds[_E2E_BSCANMETA][0].start + _E2E_CONTAINER.size, _E2E_BSCAN_HEADER.size, "a B-scan header"
         )
         fields = _E2E_BSCAN_HEADER.unpack(raw)
-        header = E2EBscanHeader(*fields[1:7], float(fields[9]), *fields[16:19])
-        bscans.append((header, kinds[E2E_IMAGE][0]))
+        header = _E2EBscanHeader(*fields[1:7], float(fields[9]), *fields[16:19])
+        bscans.append((header, kinds[_E2E_IMAGE][0]))
     bscans.sort(key=lambda pair: pair[0].index)
     first = bscans[0][0]
     if (
@@ -351,7 +353,7 @@ def _e2e_bscans(source: VolumeFile, folders: list[E2EFolder]) -> list[tuple[E2EB
     return bscans
 
 
-def _e2e_bscan(source: VolumeFile, image: E2EFolder, shape_px: tuple[int, int]) -> np.ndarray:
+def _e2e_bscan(source: VolumeFile, image: _E2EFolder, shape_px: tuple[int, int]) -> np.ndarray:
     """One B-scan image item, its header checked against the B-scan header's size, as float32."""
     item = image.start + _E2E_CONTAINER.size
     _, kind, n_values, height, width = struct.unpack("<5I", source.read_at(item, 20, "a B-scan image"))
@@ -377,7 +379,7 @@ def ufloat16_to_float32(codes: np.ndarray) -> np.ndarray:
     return np.ldexp((1.0 + mantissa / 1024.0).astype(np.float32), exponent - 63).astype(np.float32)
 
 
-def _e2e_folders(source: VolumeFile) -> list[E2EFolder]:
+def _e2e_folders(source: VolumeFile) -> list[_E2EFolder]:
     """The folders of every E2E directory chunk, walked as eyepy walks them (chunks one after
     another from byte 88, each after the last container of the one before), each inside the file."""
     path = source.path
@@ -405,7 +407,7 @@ def _e2e_folders(source: VolumeFile) -> list[E2EFolder]:
                 raise UnsupportedFormat(
                     f"{path} is truncated: an E2E folder's data runs past the end of the file"
                 )
-            folders.append(E2EFolder(series_id, slice_id, ind, kind, start, size))
+            folders.append(_E2EFolder(series_id, slice_id, ind, kind, start, size))
             end = max(end, start + _E2E_CONTAINER.size + size)
         if end <= offset:
             break
@@ -419,7 +421,7 @@ def _e2e_folders(source: VolumeFile) -> list[E2EFolder]:
     return folders
 
 
-def _check_e2e_container(source: VolumeFile, folder: E2EFolder) -> None:
+def _check_e2e_container(source: VolumeFile, folder: _E2EFolder) -> None:
     """A folder's data container agrees with the folder (magic, type, size), and an image's header
     with its container, before either is read."""
     path = source.path
@@ -430,7 +432,7 @@ def _check_e2e_container(source: VolumeFile, folder: E2EFolder) -> None:
             f"{path}: the E2E data container at byte {folder.start} does not match its directory entry "
             f"(type {kind} of {size} bytes, the directory says type {folder.kind} of {folder.size})"
         )
-    if folder.kind == E2E_IMAGE:
+    if folder.kind == _E2E_IMAGE:
         _, image_kind, n_values, height, width = struct.unpack(
             "<5I", source.read_at(folder.start + _E2E_CONTAINER.size, 20, "an E2E image")
         )
@@ -448,7 +450,7 @@ def _check_e2e_container(source: VolumeFile, folder: E2EFolder) -> None:
         )
 
 
-def _e2e_laterality(source: VolumeFile, folders: list[E2EFolder]) -> str | None:
+def _e2e_laterality(source: VolumeFile, folders: list[_E2EFolder]) -> str | None:
     """The eye, "OD" or "OS", from byte 14 ('R' or 'L') of the series' laterality items; None when
     none says R or L; UnsupportedFormat when they disagree."""
     values = {

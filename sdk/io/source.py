@@ -72,8 +72,8 @@ class VolumeFile(os.PathLike):
         if n_bytes > self.max_voxel_bytes:
             dims = " x ".join(str(int(n)) for n in shape)
             raise InvalidVolume(
-                f"{self.path}: {what} declares {dims} samples of {itemsize} bytes = "
-                f"{describe_bytes(n_bytes)}, "
+                f"{self.path}: {what} declares {dims} samples of {itemsize} byte{'s' * (itemsize != 1)} "
+                f"= {describe_bytes(n_bytes)}, "
                 f"above the cap of {describe_bytes(self.max_voxel_bytes)} of voxels: if the file is genuine, "
                 "pass a larger max_voxel_bytes to read_volume"
             )
