@@ -2,5 +2,5 @@
 # The README's test command: set up the environment (first run) and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev pretrained heidelberg-reference
+bash scripts/setup.sh dev pretrained heidelberg-reference ray
 .venv/bin/python -m pytest "$@"
