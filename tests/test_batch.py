@@ -177,6 +177,24 @@ def test_a_killed_run_resumed_loses_nothing_and_repeats_nothing(bundle, archive,
     assert by_content(records) == by_content(lines(batch_run[1]))
 
 
+def test_ctrl_c_stops_the_run_at_once_with_exit_130_and_keeps_the_lines(bundle, archive, tmp_path):
+    out = tmp_path / "results.jsonl"
+    args = ["-m", "sdk.batch", archive / "scans", "--bundle", bundle, "--out", out, "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, *map(str, args)], cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while (not out.exists() or out.read_bytes().count(b"\n") < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: the lines written so far are in" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    _wait_gone(workers)
+    assert all(line.endswith("}") for line in out.read_text().splitlines())
+
+
 def test_a_line_cut_short_is_replaced_and_nothing_else_changes(batch_run, bundle, archive, tmp_path):
     out = tmp_path / "results.jsonl"
     whole = batch_run[1].read_bytes()

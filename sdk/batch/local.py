@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 from collections import Counter, deque
@@ -26,7 +27,7 @@ from sdk.classify import EXIT_INTERNAL, describe, exit_code_of
 IN_FLIGHT_PER_WORKER = 2  # one in the networks, the next in the front end
 MAX_ATTEMPTS = 2
 POLL_S = 0.5
-STOP_S = 10.0  # how long a finished worker may take to exit before it is terminated
+STOP_S = 10.0  # how long workers may take to exit at the end of a run before they are terminated
 
 
 class WorkerFailed(Exception):
@@ -58,8 +59,10 @@ def run_local(paths, settings: Settings, done, n_workers: int, on_ready, on_outc
     pool = _Pool(settings, frozenset(done), core_shares(n_workers))
     try:
         pool.run(deque(map(str, paths)), on_ready, on_outcome)
-    finally:
-        pool.stop()
+    except BaseException:
+        pool.stop(wait_s=0.0)  # interrupted or failed: the scans in flight are not waited for
+        raise
+    pool.stop(wait_s=STOP_S)
 
 
 @dataclass
@@ -151,8 +154,9 @@ class _Pool:
                     on_outcome(error_record(path, None, error, self.bundle_id))
             self.workers[index] = self._start(index)
 
-    def stop(self) -> None:
-        deadline = time.monotonic() + STOP_S
+    def stop(self, wait_s: float) -> None:
+        """Tell every worker to finish, wait up to ``wait_s`` in all, then terminate the rest."""
+        deadline = time.monotonic() + wait_s
         for worker in self.workers:
             if not worker.closed:
                 worker.tasks.put(None)
@@ -166,6 +170,7 @@ class _Pool:
 
 def _worker_main(index, settings: Settings, cores, done, tasks, results, parent_pid) -> None:
     """A worker process: load the Classifier, then score the paths it is sent until None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent handles it
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     if cores:
         os.sched_setaffinity(0, cores)

@@ -64,6 +64,7 @@ def run_ray(
             logging_level=logging.WARNING,
         )
     try:
+        _check_resources(ray.cluster_resources(), actors, actor_cpus, actor_gpus)
         ray.data.DataContext.get_current().enable_progress_bars = False  # sdk.batch shows its own
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         done_ref, normative_ref = ray.put(frozenset(done)), ray.put(bundle.normative)
@@ -87,6 +88,21 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_resources(cluster: dict, actors: int, actor_cpus: float, actor_gpus: float) -> None:
+    """BackendUnavailable unless the cluster holds the actors and still has a CPU for the front end
+    (Ray Data would otherwise wait for ever)."""
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if actors * actor_gpus > gpus:
+        raise BackendUnavailable(
+            f"{actors} actors x {actor_gpus:g} GPUs: more than the cluster's {gpus:g} GPUs"
+        )
+    if actors * actor_cpus + 1 > cpus:
+        raise BackendUnavailable(
+            f"{actors} actors x {actor_cpus:g} CPUs leave none of the Ray cluster's {cpus:g} CPUs for the "
+            "front end: use fewer --actors or --actor-cpus"
+        )
 
 
 def _front_end_row(row: dict, settings: Settings, done_ref, normative_ref) -> dict:
