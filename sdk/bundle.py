@@ -241,9 +241,10 @@ class Bundle:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self.read, names[0]) if names else None
             for i in range(len(names)):
-                current = pending
+                data = pending.result()
                 pending = pool.submit(self.read, names[i + 1]) if i + 1 < len(names) else None
-                yield current.result()
+                yield data
+                del data  # at most two files' bytes alive: the one in use and the next
 
     def model_precisions(self) -> tuple[str, ...]:
         """Precisions every per-stage model ships in (empty for a cpu bundle)."""
