@@ -19,8 +19,11 @@
 static void answer(octc_status status, const char *fields)
 {
     printf("{\"status\": %d, \"error\": \"", (int)status);
-    for (const char *c = status != OCTC_OK ? octc_last_error() : ""; *c != '\0'; c++)
-        printf(*c == '"' || *c == '\\' ? "\\%c" : (unsigned char)*c < 0x20 ? " " : "%c", *c);
+    for (const char *c = status != OCTC_OK ? octc_last_error() : ""; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\')
+            putchar('\\');
+        putchar((unsigned char)*c < 0x20 ? ' ' : *c);
+    }
     printf("\"%s}\n", fields);
     fflush(stdout);
 }

@@ -105,7 +105,7 @@ enum {
 
 /* The answer for one eye. A scan too poor to grade is not an error: gradable is 0, label is
    OCTC_CLASS_NONE, label_name is "", the probabilities are NaN and reason says why. Every text
-   field is NUL-terminated UTF-8. Size 752 bytes, the same with any compiler option. */
+   field is NUL-terminated UTF-8. Size 720 bytes, the same with any compiler option. */
 typedef struct octc_result {
     int32_t gradable;                        /* 1 graded, 0 ungradable */
     octc_class label;                        /* most probable class, or OCTC_CLASS_NONE */

@@ -37,6 +37,7 @@
 #define VERSION_TEXT Py_STRINGIFY(OCTC_VERSION_MAJOR) "." Py_STRINGIFY(OCTC_VERSION_MINOR) "." \
     Py_STRINGIFY(OCTC_VERSION_PATCH)
 #define MESSAGE_CHARS 2048
+#define MAX_OPTIONS_BYTES 4096 /* a larger struct_size is garbage, not a later version */
 
 _Static_assert(sizeof(int) == sizeof(int32_t), "the Python half's int fields are the header's int32_t");
 
@@ -161,7 +162,7 @@ static const char *initialize(const char *library, const char *home)
     return PyStatus_Exception(status) ? (status.err_msg != NULL ? status.err_msg : "no reason given") : NULL;
 }
 
-/* This library's folder into folder; 0 if it cannot be found. */
+/* This library's path into library and its folder into folder; 0 if they cannot be found. */
 static int library_folder(char *library, char *folder)
 {
     Dl_info info;
@@ -314,9 +315,9 @@ static octc_status read_options(const octc_options *given, octc_options *out)
     octc_options_init(out);
     if (given == NULL)
         return OCTC_OK;
-    if (given->struct_size < sizeof *out)
-        return fail(OCTC_INVALID_ARGUMENT, "octc_open_with_options: options.struct_size is %u, smaller than "
-                    "this library's octc_options (%zu bytes): fill the options with octc_options_init",
+    if (given->struct_size < sizeof *out || given->struct_size > MAX_OPTIONS_BYTES)
+        return fail(OCTC_INVALID_ARGUMENT, "octc_open_with_options: options.struct_size is %u, not the size of "
+                    "an octc_options (this library's has %zu bytes): fill the options with octc_options_init",
                     (unsigned)given->struct_size, sizeof *out);
     const unsigned char *tail = (const unsigned char *)given + sizeof *out;
     for (size_t i = 0; i < given->struct_size - sizeof *out; i++)

@@ -108,6 +108,8 @@ int main(int argc, char **argv)
     octc_options_init(&o);
     o.struct_size = 4;
     expect_refused(bundle, &o, OCTC_INVALID_ARGUMENT, "struct_size 4");
+    o.struct_size = 0xdeadbeef;
+    expect_refused(bundle, &o, OCTC_INVALID_ARGUMENT, "struct_size garbage (no octc_options_init)");
 
     /* unusable values */
     const char *empty = "";
