@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -166,25 +167,24 @@ def _as_other_user(command: list) -> tuple[list, str]:
     return [*switch, "env", "-i", *command], "user nobody"
 
 
-@pytest.mark.slow
-@needs_tools
-def test_install_consumers_moved_folder_unprivileged_empty_environment(build, shared_folder):
+@dataclass(frozen=True)
+class Installed:
+    """The installed prefix, moved after the consumers were built against it, and their input."""
+
+    moved: Path
+    consumers: dict  # program name -> path in moved/bin, or why it was not built
+    bundle: Path
+    volume_args: list  # classify_volume's arguments after BUNDLE
+    expected_label: str
+
+
+@pytest.fixture(scope="module")
+def installed(build, shared_folder) -> Installed:
+    """cmake --install into a prefix; an outside project built with find_package, and one with a
+    plain compiler call and pkg-config, their binaries put in prefix/bin with rpath $ORIGIN/../lib;
+    then the prefix moved elsewhere; a fixture bundle and volume every user can read."""
     prefix = shared_folder / "prefix"
     _run(["cmake", "--install", build, "--prefix", prefix], ROOT)
-    installed = {str(p.relative_to(prefix)) for p in prefix.rglob("*")}
-    libpython = f"lib/octclassify/libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0"
-    for expected in (
-        "include/octclassify.h",
-        "lib/liboctclassify.so",
-        "lib/liboctclassify.so.0",
-        "lib/liboctclassify.so.0.1.0",
-        "lib/pkgconfig/octclassify.pc",
-        "lib/cmake/octclassify/octclassify-config.cmake",
-        libpython,
-    ):
-        assert expected in installed
-
-    # an outside project with find_package, and a plain compiler call with pkg-config
     consumer = shared_folder / "consumer"
     consumer.mkdir()
     shutil.copy(EXAMPLE, consumer / "classify_volume.c")
@@ -193,28 +193,21 @@ def test_install_consumers_moved_folder_unprivileged_empty_environment(build, sh
     _run(["cmake", "--build", consumer / "build"], consumer)
     (prefix / "bin").mkdir()
     shutil.copy(consumer / "build" / "consumer_cmake", prefix / "bin")
+    consumers = {"consumer_cmake": "built", "consumer_pkgconfig": "no pkg-config or pkgconf on PATH"}
     pkg_config = shutil.which("pkg-config") or shutil.which("pkgconf")
-    if pkg_config is None:
-        pytest.skip("no pkg-config or pkgconf to build the second consumer with (pip install pkgconf)")
-    flags = _run(
-        [pkg_config, "--cflags", "--libs", "octclassify"],
-        consumer,
-        env={**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib" / "pkgconfig")},
-    ).split()
-    assert f"-I{prefix}/lib/pkgconfig/../../include" in flags or f"-I{prefix}/include" in flags
-    _run(
-        [
-            COMPILER,
-            consumer / "classify_volume.c",
-            *flags,
-            "-Wl,-rpath,$ORIGIN/../lib",
-            "-o",
-            prefix / "bin" / "consumer_pkgconfig",
-        ],
-        consumer,
-    )
-
-    # move the whole folder, then run both as another user, with nothing in the environment
+    if pkg_config is not None:
+        flags = _run(
+            [pkg_config, "--cflags", "--libs", "octclassify"],
+            consumer,
+            env={**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib" / "pkgconfig")},
+        ).split()
+        assert f"-I{prefix}/lib/pkgconfig/../../include" in flags
+        output = prefix / "bin" / "consumer_pkgconfig"
+        _run(
+            [COMPILER, consumer / "classify_volume.c", *flags, "-Wl,-rpath,$ORIGIN/../lib", "-o", output],
+            consumer,
+        )
+        consumers["consumer_pkgconfig"] = "built"
     moved = shared_folder / "moved" / "opt-oct"
     moved.parent.mkdir()
     prefix.rename(moved)
@@ -223,30 +216,57 @@ def test_install_consumers_moved_folder_unprivileged_empty_environment(build, sh
     shutil.copy(build / "fixtures" / "normal_od.raw", data / "normal_od.raw")
     for path in (data, *data.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
-    volume = [
-        data / "normal_od.raw",
-        "uint8",
-        "32",
-        "248",
-        "128",
-        "0.28125",
-        "0.0078",
-        "0.09375",
-        "OD",
-        "onnxruntime",
-    ]
-    expected = next(line.split() for line in (build / "fixtures" / "fixtures.txt").read_text().splitlines())
-    for program in ("consumer_cmake", "consumer_pkgconfig"):
-        command, who = _as_other_user([moved / "bin" / program, data / "bundle", *volume])
-        out = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300)
-        print(f"{program} as {who}:\n{out.stdout}{out.stderr}")
-        assert out.returncode == 0, out.stderr
-        assert f"label: {expected[10]}" in out.stdout or (expected[10] == "-" and "ungradable" in out.stdout)
-        assert out.stderr == ""
+    first = (build / "fixtures" / "fixtures.txt").read_text().split()  # make_fixtures.py's first volume
+    volume_args = [data / first[0], first[1], *first[2:8], first[8], "onnxruntime"]
+    return Installed(moved, consumers, data / "bundle", volume_args, first[10])
 
-    # a bundle the user cannot read is a bundle error, not an internal one
-    if os.geteuid() == 0:
-        (data / "bundle" / "manifest.json").chmod(0o600)
-        command, _ = _as_other_user([moved / "bin" / "consumer_cmake", data / "bundle", *volume])
-        out = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 1 and "OCTC_BUNDLE_ERROR" in out.stderr, out.stderr
+
+@pytest.mark.slow
+@needs_tools
+def test_install_puts_library_header_pkg_config_and_cmake_config_in_the_prefix(installed):
+    files = {str(p.relative_to(installed.moved)) for p in installed.moved.rglob("*")}
+    libpython = f"lib/octclassify/libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0"
+    for expected in (
+        "include/octclassify.h",
+        "lib/liboctclassify.so",
+        "lib/liboctclassify.so.0",
+        "lib/liboctclassify.so.0.1.0",
+        "lib/pkgconfig/octclassify.pc",
+        "lib/cmake/octclassify/octclassify-config.cmake",
+        "lib/cmake/octclassify/octclassify-config-version.cmake",
+        libpython,
+    ):
+        assert expected in files
+
+
+@pytest.mark.slow
+@needs_tools
+@pytest.mark.parametrize("program", ["consumer_cmake", "consumer_pkgconfig"])
+def test_moved_install_runs_as_another_user_with_an_empty_environment(installed, program):
+    if installed.consumers[program] != "built":
+        pytest.skip(f"{program} not built: {installed.consumers[program]}")
+    command, who = _as_other_user(
+        [installed.moved / "bin" / program, installed.bundle, *installed.volume_args]
+    )
+    out = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300)
+    print(f"{program} as {who}:\n{out.stdout}{out.stderr}")
+    assert out.returncode == 0, out.stderr
+    label = installed.expected_label
+    assert f"label: {label}" in out.stdout if label != "-" else "ungradable" in out.stdout
+    assert out.stderr == ""
+
+
+@pytest.mark.slow
+@needs_tools
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run as another user who cannot read the bundle")
+def test_a_bundle_the_user_cannot_read_is_a_bundle_error(installed, shared_folder):
+    unreadable = shared_folder / "unreadable-bundle"
+    shutil.copytree(installed.bundle, unreadable)
+    (unreadable / "manifest.json").chmod(0o600)
+    command, _ = _as_other_user(
+        [installed.moved / "bin" / "consumer_cmake", unreadable, *installed.volume_args]
+    )
+    out = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "OCTC_BUNDLE_ERROR" in out.stderr and "manifest.json" in out.stderr, (
+        out.stderr
+    )

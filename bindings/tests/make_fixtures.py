@@ -60,7 +60,7 @@ def make_fixtures(out_dir: str | Path, library: str | Path) -> Path:
     shutil.copy2(public_key, out_dir / "trusted")
     write_key_pair(out_dir / "signing" / "other")
     checkpoint = make_random_checkpoint(
-        out_dir / "checkpoint", input_hw=(64, 64), n_normals=2, phantom_shape=SHAPE
+        out_dir / "checkpoint", input_hw=(64, 64), n_normals=4, phantom_shape=SHAPE
     )
     build_bundle(checkpoint, out_dir / "bundle", phantom_shape=SHAPE, signing_key=private_key)
     classifier = sdk.Classifier.load(out_dir / "bundle", backend="onnxruntime", trusted_keys=())
