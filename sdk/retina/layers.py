@@ -58,6 +58,8 @@ MAX_SLOPE = 0.3  # steepest inner-layer slope relative to the ILM (foveal pit wa
 MAX_STEP_PX = 12  # no path moves further between neighbouring A-scans: bounds the work on coarse grids
 GAUSSIAN_TRUNCATE = 4.0  # the smoothing kernel reaches this many sd (scipy's default)
 OUTSIDE_COST = 100.0  # cost of a row outside a boundary's allowed region (a soft limit keeps paths feasible)
+VANISHED_PROBE_UM = 16.0  # tissue this deep under the ILM tells whether an inner layer is there
+THICK_LAYER_UM = {"OPL_ONL": 120.0, "IPL_INL": 50.0}  # a boundary this far below the ILM: a thick layer
 RPE_BAND_UM = 12.0  # the RPE/BM band: this much above Bruch's membrane ...
 RPE_ABOVE_UM = (25.0, 45.0)  # ... against the tissue this far above it (outer segments, or ONL over atrophy)
 
@@ -126,16 +128,54 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     def onl(r0, r1):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
         return band.fall(r0, r1) - (band.mean_below(dark_below, r0, r1) - levels.background)
 
-    opl_onl, opl_contrast = band.trace(
-        onl, ilm, bm_in_band - px(PHOTORECEPTORS_MIN_UM), steep, contrast_of=band.fall
+    def inner(ilm_bonus):
+        """OPL/ONL, IPL/INL and RNFL/GCL, each (rows, contrast); ``ilm_bonus`` maps OPL_ONL and
+        IPL_INL to the score of their layer having vanished (the boundary on the ILM), or is empty."""
+        opl = band.trace(
+            _at(ilm_bonus.get("OPL_ONL"), onl, ilm),
+            ilm,
+            bm_in_band - px(PHOTORECEPTORS_MIN_UM),
+            steep,
+            contrast_of=band.fall,
+        )
+        ipl = band.trace(
+            _at(ilm_bonus.get("IPL_INL"), band.fall, ilm),
+            np.maximum(ilm, opl[0] - px(INL_OPL_UM[1])),
+            np.maximum(ilm, opl[0] - px(INL_OPL_UM[0])),
+            steep,
+            contrast_of=band.fall,
+        )
+        rnfl = band.trace(band.fall, ilm, np.maximum(ilm, ipl[0] - 1), steep)
+        return {"OPL_ONL": opl, "IPL_INL": ipl, "RNFL_GCL": rnfl}
+
+    # where a layer is thick, its boundary is an edge; where it thins to nothing (every inner layer in
+    # the foveola) the tissue under the ILM looks like the layer below it instead: darker than the
+    # layer's own level, measured on a first pass where it is thick. RNFL/GCL, bounded by IPL/INL,
+    # follows it there (under vessels the tissue below the ILM is dark too, and the RNFL is not gone)
+    first = inner({})
+    probe = max(1, px(VANISHED_PROBE_UM))
+    ilm_rows = np.round(ilm).astype(np.intp)
+    under_ilm = band.level_at(ilm_rows, 1, probe)
+    # on a steep ILM (the rim falling into the cup) the smoothing mixes vitreous into the tissue under
+    # it; the foveola is flat and its walls no steeper than MAX_SLOPE
+    depth_px = band.depth_of(ilm)
+    slope = np.maximum(
+        _step(depth_px, axis=0) * (spacing_mm[1] / spacing_mm[2]),
+        _step(depth_px, axis=1) * (spacing_mm[1] / spacing_mm[0]),
     )
-    ipl_inl, ipl_contrast = band.trace(
-        band.fall,
-        np.maximum(ilm, opl_onl - px(INL_OPL_UM[1])),
-        np.maximum(ilm, opl_onl - px(INL_OPL_UM[0])),
-        steep,
-    )
-    rnfl_gcl, rnfl_contrast = band.trace(band.fall, ilm, np.maximum(ilm, ipl_inl - 1), steep)
+    under_ilm = np.where(slope <= MAX_SLOPE, under_ilm, np.inf)
+    bonus = {}
+    for name, (rows, _) in first.items():
+        if name not in THICK_LAYER_UM:
+            continue
+        thick = (rows - ilm) > px(THICK_LAYER_UM[name])
+        if thick.mean() > 0.1:
+            level = band.level_at(np.round(rows).astype(np.intp), -probe, probe)
+            bonus[name] = float(np.median(level[thick])) - under_ilm
+    traced = inner(bonus)
+    opl_onl, opl_contrast = traced["OPL_ONL"]
+    ipl_inl, ipl_contrast = traced["IPL_INL"]
+    rnfl_gcl, rnfl_contrast = traced["RNFL_GCL"]
 
     found = {
         "ILM": (band, ilm, ilm_contrast),
@@ -251,6 +291,34 @@ class _Band:
     def offset_of(self, depth_px):
         """Band rows of depths (n_ascans, n_bscans) in px."""
         return depth_px - self.start
+
+
+def _step(values, axis):
+    """Largest absolute change to either neighbour along ``axis`` (zero for a single sample)."""
+    change = np.abs(np.diff(values, axis=axis))
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (1, 0)
+    before = np.pad(change, pad)
+    pad[axis] = (0, 1)
+    return np.maximum(before, np.pad(change, pad))
+
+
+def _at(bonus, score, rows):
+    """``score`` (a band score function) with ``bonus`` (n_ascans, n_bscans) as the score of the
+    rows ``rows`` where that is higher; ``score`` itself when ``bonus`` is None."""
+    if bonus is None:
+        return score
+    rows = np.round(rows).astype(np.intp)
+
+    def scored(r0, r1):
+        values = np.array(score(r0, r1), dtype=np.float32)  # a copy: scores may be views of the band
+        at = np.clip(rows - r0, 0, r1 - r0 - 1)[..., None]
+        np.put_along_axis(
+            values, at, np.maximum(np.take_along_axis(values, at, axis=2), bonus[..., None]), axis=2
+        )
+        return values
+
+    return scored
 
 
 def _rise_into_band(band: _Band, bm_rows, levels: Levels, px) -> np.ndarray:
