@@ -34,11 +34,15 @@ WARMUP_RUNS = 1
 
 
 class Classifier:
-    """A verified bundle and an inference backend, ready to classify volumes."""
+    """A verified bundle and an inference backend, ready to classify volumes.
+
+    ``close()`` closes the backend, and the bundle only when the Classifier opened it itself
+    (:meth:`load`): a Bundle the caller passed in stays the caller's, usable for other backends."""
 
     def __init__(self, bundle: Bundle, backend: Backend):
         self.bundle = bundle
         self.backend = backend
+        self._owns_bundle = False
         self.versions = _versions(backend)
         zeros = np.zeros((len(MAP_NAMES), 3, *bundle.input_hw), np.float32)
         for _ in range(WARMUP_RUNS):
@@ -66,10 +70,12 @@ class Classifier:
         """
         bundle = Bundle.load(bundle_dir, trusted_keys=trusted_keys)
         try:
-            return cls(bundle, make_backend(bundle, backend, precision=precision, cache_dir=cache_dir))
+            classifier = cls(bundle, make_backend(bundle, backend, precision=precision, cache_dir=cache_dir))
         except BaseException:
             bundle.close()
             raise
+        classifier._owns_bundle = True
+        return classifier
 
     def classify(self, volume, spacing_mm=None, laterality=None, protocol: str = "wide") -> Diagnosis:
         """Classify one wide-field cube (disc and macula in one scan).
@@ -92,7 +98,8 @@ class Classifier:
 
     def close(self) -> None:
         self.backend.close()
-        self.bundle.close()
+        if self._owns_bundle:
+            self.bundle.close()
 
     def __enter__(self) -> Classifier:
         return self

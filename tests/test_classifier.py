@@ -232,3 +232,24 @@ def test_cli_as_a_real_process(bundle_dir, scan_files):
     )
     assert proc.returncode == EXIT_UNGRADABLE
     assert "UNGRADABLE" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_a_callers_bundle_outlives_the_classifiers_built_on_it(bundle_dir, eyes):
+    """A Classifier closes the bundle it loaded itself, never a Bundle its caller passed in."""
+    from sdk.backends import make_backend
+    from sdk.bundle import Bundle
+    from sdk.errors import BundleError
+
+    bundle = Bundle.load(bundle_dir)
+    try:
+        answers = []
+        for _ in range(2):  # a second backend reads the models again from the same Bundle
+            with sdk.Classifier(bundle, make_backend(bundle, "onnxruntime")) as classifier:
+                answers.append(classifier.classify(eyes["FI"].volume).probabilities)
+        assert answers[0] == answers[1]
+    finally:
+        bundle.close()
+    with sdk.Classifier.load(bundle_dir, backend="onnxruntime") as loaded:
+        pass
+    with pytest.raises(BundleError):
+        loaded.bundle.read("manifest.json")
