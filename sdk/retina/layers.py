@@ -55,9 +55,13 @@ SMOOTHING_UM = (40.0, 40.0, 4.0)  # Gaussian sd across B-scans, along B-scans, a
 EDGE_HALF_WIDTH_UM = 8.0  # an edge is the mean of this much below minus this much above
 STEP_PENALTY = 0.01  # per px of change between A-scans, in units of (tissue - background)
 MAX_SLOPE = 0.3  # steepest inner-layer slope relative to the ILM (foveal pit walls), um axial per um lateral
-MAX_STEP_PX = 12  # no path moves further between neighbouring A-scans: bounds the work on coarse grids
+# no path moves further between neighbouring A-scans (bounds the work where A-scans lie far apart; the
+# default grids need 4 and 8: 40 um A-scans of 3.9 um samples at slope 0.3, 90 um coarse ones of 15 um at 1.2)
+MAX_STEP_PX = 6
+COARSE_MAX_STEP = 8
 GAUSSIAN_TRUNCATE = 4.0  # the smoothing kernel reaches this many sd (scipy's default)
 OUTSIDE_COST = 100.0  # cost of a row outside a boundary's allowed region (a soft limit keeps paths feasible)
+MIN_VANISHED_ASCANS = 3  # a B-scan is traced again where this many A-scans may have lost a layer
 VANISHED_PROBE_UM = 16.0  # tissue this deep under the ILM tells whether an inner layer is there
 THICK_LAYER_UM = {"OPL_ONL": 120.0, "IPL_INL": 50.0}  # a boundary this far below the ILM: a thick layer
 RPE_BAND_UM = 12.0  # the RPE/BM band: this much above Bruch's membrane ...
@@ -128,30 +132,43 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     def onl(r0, r1):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
         return band.fall(r0, r1) - (band.mean_below(dark_below, r0, r1) - levels.background)
 
-    def inner(ilm_bonus):
-        """OPL/ONL, IPL/INL and RNFL/GCL, each (rows, contrast); ``ilm_bonus`` maps OPL_ONL and
-        IPL_INL to the score of their layer having vanished (the boundary on the ILM), or is empty."""
-        opl = band.trace(
+    def inner(ilm_bonus, bscans=slice(None), first=None):
+        """OPL/ONL, IPL/INL and RNFL/GCL, each (rows, contrast) on every B-scan; ``ilm_bonus`` maps
+        OPL_ONL and IPL_INL to the score of their layer having vanished (the boundary on the ILM), or
+        is empty. With ``first`` (an earlier result), only the B-scans ``bscans`` are traced again."""
+
+        def trace(name, *args, **kwargs):
+            rows, contrast = band.trace(*args, bscans=bscans, **kwargs)
+            if first is None:
+                return rows, contrast
+            whole = first[name][0].copy(), first[name][1].copy()
+            whole[0][:, bscans], whole[1][:, bscans] = rows, contrast
+            return whole
+
+        opl = trace(
+            "OPL_ONL",
             _at(ilm_bonus.get("OPL_ONL"), onl, ilm),
             ilm,
             bm_in_band - px(PHOTORECEPTORS_MIN_UM),
             steep,
             contrast_of=band.fall,
         )
-        ipl = band.trace(
+        ipl = trace(
+            "IPL_INL",
             _at(ilm_bonus.get("IPL_INL"), band.fall, ilm),
             np.maximum(ilm, opl[0] - px(INL_OPL_UM[1])),
             np.maximum(ilm, opl[0] - px(INL_OPL_UM[0])),
             steep,
             contrast_of=band.fall,
         )
-        rnfl = band.trace(band.fall, ilm, np.maximum(ilm, ipl[0] - 1), steep)
+        rnfl = trace("RNFL_GCL", band.fall, ilm, np.maximum(ilm, ipl[0] - 1), steep)
         return {"OPL_ONL": opl, "IPL_INL": ipl, "RNFL_GCL": rnfl}
 
     # where a layer is thick, its boundary is an edge; where it thins to nothing (every inner layer in
     # the foveola) the tissue under the ILM looks like the layer below it instead: darker than the
     # layer's own level, measured on a first pass where it is thick. RNFL/GCL, bounded by IPL/INL,
-    # follows it there (under vessels the tissue below the ILM is dark too, and the RNFL is not gone)
+    # follows it there (under vessels the tissue below the ILM is dark too, and the RNFL is not gone).
+    # The second pass traces only the B-scans where a layer may have vanished.
     first = inner({})
     probe = max(1, px(VANISHED_PROBE_UM))
     ilm_rows = np.round(ilm).astype(np.intp)
@@ -172,7 +189,10 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
         if thick.mean() > 0.1:
             level = band.level_at(np.round(rows).astype(np.intp), -probe, probe)
             bonus[name] = float(np.median(level[thick])) - under_ilm
-    traced = inner(bonus)
+    vanished = np.zeros(n_b, bool)  # B-scans where "vanished" beats the edge the first pass found
+    for name, extra in bonus.items():
+        vanished |= (extra > first[name][1]).sum(axis=0) >= MIN_VANISHED_ASCANS
+    traced = inner(bonus, np.flatnonzero(vanished), first) if vanished.any() else first
     opl_onl, opl_contrast = traced["OPL_ONL"]
     ipl_inl, ipl_contrast = traced["IPL_INL"]
     rnfl_gcl, rnfl_contrast = traced["RNFL_GCL"]
@@ -264,24 +284,25 @@ class _Band:
         total, n = self._window_sum(r0, r1, 0, length)
         return total / n
 
-    def trace(self, score, low, high, max_step, contrast_of=None):
+    def trace(self, score, low, high, max_step, contrast_of=None, bscans=slice(None)):
         """Best path (float rows, sub-pixel) where ``score(r0, r1)`` is high, between rows
         ``low`` and ``high`` (numbers or (n_ascans, n_bscans) arrays; a soft limit), and the edge step
-        of ``contrast_of`` (default ``score``) along it, zero where negative.
+        of ``contrast_of`` (default ``score``) along it, zero where negative; on the B-scans
+        ``bscans`` only (an index of the second axis), each result (n_ascans, n_traced_bscans).
 
         All B-scans are traced in one pass, not in parallel blocks: the path search steps through
         A-scans in a Python loop of small numpy calls that hold the GIL, and threads contending for it
         made the front end 2-3x slower on 4, 8 and 16 cores of a Xeon (no gain on 2)."""
-        low = np.broadcast_to(np.ceil(low), self.start.shape)
-        high = np.maximum(np.broadcast_to(np.floor(high), self.start.shape), low)  # limits may meet
+        low = np.broadcast_to(np.ceil(low), self.start.shape)[:, bscans]
+        high = np.maximum(np.broadcast_to(np.floor(high), self.start.shape)[:, bscans], low)  # may meet
         r0 = int(np.clip(low.min(), 0, self.rows - 1))
         r1 = int(np.clip(high.max() + 1, r0 + 1, self.rows))
-        values = score(r0, r1) / self.scale
+        values = score(r0, r1)[:, bscans] / self.scale
         j = np.arange(r0, r1)
         inside = (j >= low[..., None]) & (j <= high[..., None])
         cost = np.where(inside, -values, OUTSIDE_COST)
         rows = best_path(cost, max_step, STEP_PENALTY)
-        edge = values if contrast_of is None else contrast_of(r0, r1) / self.scale
+        edge = values if contrast_of is None else contrast_of(r0, r1)[:, bscans] / self.scale
         step = np.maximum(np.take_along_axis(edge, rows[..., None], axis=2)[..., 0] * self.scale, 0.0)
         return refine_subpixel(-cost, rows) + r0, step
 
@@ -366,7 +387,7 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
     step[:, 1:] = (c[:, 1:] - c[:, :-1]) / scale
     score = below - above + 0.5 * np.clip(step, -1.0, 1.0)
     score[:, 0] = -OUTSIDE_COST  # an edge needs a sample above it
-    max_step = min(MAX_STEP_PX, max(1, int(np.ceil(ILM_MAX_SLOPE * lateral_um / axial_um))))
+    max_step = min(COARSE_MAX_STEP, max(1, int(np.ceil(ILM_MAX_SLOPE * lateral_um / axial_um))))
     ilm = best_path(np.ascontiguousarray(-score.transpose(2, 0, 1)), max_step, COARSE_STEP_PENALTY).T
     found = np.take_along_axis(below, ilm[:, None, :], axis=1)[:, 0] >= 0.5
     open_above = np.take_along_axis(above, ilm[:, None, :], axis=1)[:, 0] < 0.5
