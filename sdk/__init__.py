@@ -20,6 +20,7 @@ from sdk.errors import (
     InvalidVolume,
     OCTError,
     UnsupportedFormat,
+    UnsupportedScan,
 )
 from sdk.volume import OCTVolume
 
@@ -52,6 +53,7 @@ __all__ = [
     "OCTError",
     "InvalidVolume",
     "UnsupportedFormat",
+    "UnsupportedScan",
     "BundleError",
     "BackendUnavailable",
     "CohortError",
