@@ -67,6 +67,17 @@ def build_demo_bundle(folder: Path) -> Path:
     return build_bundle(checkpoint, folder / "bundle", overwrite=True, phantom_shape=preset.volume_shape)
 
 
+def _unusable(bundle_dir: Path) -> str | None:
+    """Why the kept demo bundle cannot be used, or None if it loads."""
+    from sdk.bundle import Bundle
+
+    try:
+        Bundle.load(bundle_dir).close()
+    except sdk.BundleError as error:
+        return str(error)
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the demo's files")
@@ -80,6 +91,10 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     bundle_dir = args.out / "bundle"
     if not (bundle_dir / "manifest.json").exists():
+        build_demo_bundle(args.out)
+    elif (stale := _unusable(bundle_dir)) is not None:
+        # made by an older SDK: its networks learnt another front end's maps, so train again
+        print(f"[1/3] the demo bundle in {bundle_dir} does not load ({stale}): making it again", flush=True)
         build_demo_bundle(args.out)
     print(f"[1/3] demo bundle: {bundle_dir}", flush=True)
 
