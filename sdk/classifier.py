@@ -87,7 +87,18 @@ class Classifier:
             volume = OCTVolume(volume, spacing_mm, laterality, protocol)
         start = time.perf_counter()
         maps = sdk_maps.extract(volume, self.bundle.normative)
-        return replace(self._diagnose(maps, volume.protocol, start), provenance={"scan": volume.provenance})
+        return self.classify_maps(maps, volume.protocol, {"scan": volume.provenance}, start)
+
+    def classify_maps(
+        self, maps: sdk_maps.Maps, protocol: str, provenance: dict, started: float | None = None
+    ) -> Diagnosis:
+        """The second half of :meth:`classify`: the Diagnosis of maps made by ``sdk.maps.extract``
+        with this bundle's normative database (``sdk.batch`` runs the front end elsewhere).
+
+        provenance : {cube: OCTVolume.provenance}; started : time.perf_counter() when the front end
+        began (its time goes into the timings), default now."""
+        start = time.perf_counter() if started is None else started
+        return replace(self._diagnose(maps, protocol, start), provenance=provenance)
 
     def classify_exam(self, disc: OCTVolume, macula: OCTVolume) -> Diagnosis:
         """Classify a two-cube exam: RNFL maps from the disc cube, GCC maps from the macular cube."""

@@ -21,6 +21,7 @@ from sdk.batch.cli import main as batch_main
 from sdk.batch.inputs import expand_inputs
 from sdk.classify import EXIT_BAD_INPUT, EXIT_OK, EXIT_OUTPUT
 from sdk.errors import FileError
+from tests import real_oct
 from tests.test_cli_harness import (
     REPO,
     can_drop_root_override,
@@ -32,7 +33,7 @@ from tests.test_cli_harness import (
     write_weak_scan,
 )
 
-REAL_OCT = Path(__file__).resolve().parents[2] / "shared" / "real-oct"  # real device files (README there)
+REAL_OCT = real_oct.REAL_OCT  # real device files (README there)
 N_SCANS = 24
 VARIES = ("timings_ms", "backend_details")  # measured per run, and the run's thread settings
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

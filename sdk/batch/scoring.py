@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from sdk import maps as sdk_maps
@@ -139,9 +139,10 @@ class Scorer:
             return prepared
         try:
             # the second half of Classifier.classify, on maps made in prepare()
-            start = time.perf_counter() - prepared.front_end_s
-            diagnosis = self.classifier._diagnose(prepared.maps, prepared.protocol, start)
-            diagnosis = replace(diagnosis, provenance={"scan": prepared.provenance})
+            started = time.perf_counter() - prepared.front_end_s
+            diagnosis = self.classifier.classify_maps(
+                prepared.maps, prepared.protocol, {"scan": prepared.provenance}, started
+            )
         except Exception as error:  # noqa: BLE001 - that scan's line
             return error_record(prepared.file, prepared.sha256, error, self.bundle_id)
         record = scan_record(prepared.file, prepared.sha256, diagnosis)
