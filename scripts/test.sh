@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command: set up the environment (first run) and run the whole test suite.
+# The README's test command: set up the environment (first run), lint (ruff), run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev pretrained heidelberg-reference ray
+.venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"

@@ -136,6 +136,9 @@ def test_normative_round_trip_and_bad_files(normative, tmp_path):
         Normative.load(tmp_path / "partial.npz")
     with pytest.raises(ValueError, match="at least 2 normal eyes"):
         Normative.fit([normative.rnfl_mean_um], [normative.gcc_mean_um])
+    blank = np.full_like(normative.rnfl_mean_um, np.nan)
+    with pytest.raises(ValueError, match=r"normal eyes \[1\] have no thickness values"):
+        Normative.fit([normative.rnfl_mean_um, blank], [normative.gcc_mean_um, normative.gcc_mean_um])
 
 
 def test_network_input_is_normalised_filled_and_three_channel(normal_maps, normative):

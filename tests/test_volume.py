@@ -39,7 +39,7 @@ def test_laterality_aliases(alias, expected):
         (np.zeros((2, 32, 8), np.uint8), (0.07, -1, 0.02), "OD", "wide", "positive"),
         (np.zeros((2, 32, 8), np.uint8), (70, 3.9, 23), "OD", "wide", "millimetres"),
         (np.zeros((2, 32, 8), np.uint8), (0.07, 0.0039, 1000.0), "OD", "wide", "ascan spacing 1000 mm"),
-        (np.zeros((2, 32, 8), np.uint8), (0.07, 0.0039, 0.6), "OD", "wide", "ascan spacing 0.6 mm is outside"),
+        (np.zeros((2, 32, 8), np.uint8), (0.07, 0.0039, 0.6), "OD", "wide", "ascan spacing 0.6 mm is out"),
         (np.zeros((2, 32, 8), np.uint8), (1.5, 0.0039, 0.02), "OD", "wide", "bscan spacing 1.5 mm"),
         (np.zeros((2, 32, 8), np.uint8), (0.07, 0.03, 0.02), "OD", "wide", "axial spacing 0.03 mm"),
         (np.zeros((2, 32, 8), np.uint8), (0.07, 1e-5, 0.02), "OD", "wide", "axial spacing 1e-05 mm"),

@@ -45,6 +45,9 @@ class Normative:
             raise ValueError(f"need two equal stacks of {expected} maps, got {rnfl.shape} and {gcc.shape}")
         if rnfl.shape[0] < 2:
             raise ValueError(f"a normative database needs at least 2 normal eyes, got {rnfl.shape[0]}")
+        empty = [i for i in range(rnfl.shape[0]) if np.isnan(rnfl[i]).all() or np.isnan(gcc[i]).all()]
+        if empty:
+            raise ValueError(f"normal eyes {empty} have no thickness values (ungradable): leave them out")
         stats = [_pixel_stats(stack) for stack in (rnfl, gcc)]
         return cls(*stats[0], *stats[1], n_eyes=int(rnfl.shape[0]))
 

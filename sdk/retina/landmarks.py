@@ -26,6 +26,11 @@ from scipy import ndimage
 # thin and the step weakens, but only inside the opening is there no layering at all)
 DISC_BM_FALL = 0.5
 DISC_LAYERING = 0.2
+# on coarse scans (B-scans ~0.3 mm apart) the edge detector's noise floor inside the opening reaches
+# those fractions; where nothing plausible is found at them, the disc is looked for again at this
+# multiple of both (on 0.03 mm A-scans it would draw the opening's edge ~1 px outside, so it is the
+# fallback, not the rule)
+DISC_COARSE_SCALE = 1.5
 DISC_MEDIAN_MM = 0.15  # window of the median that cleans the contrast maps
 MIN_RETINA_UM = 60.0  # thinner than this from ILM to BM is not retina (the foveola keeps ~180 um)
 DISC_AREA_MM2 = (0.8, 6.0)  # plausible area of Bruch's-membrane opening
@@ -72,27 +77,21 @@ def find_disc(bm_fall: np.ndarray, layering: np.ndarray, retina_um: np.ndarray, 
     """Disc from the contrast of the RPE/BM band and of the OPL/ONL edge (any positive unit) and the
     distance from the ILM down to Bruch's membrane (um), each (n_bscans, n_ascans). Where that
     distance is below MIN_RETINA_UM there is no retina: the surface is the rim's or the cup's.
-    Returns None if no plausible disc is in the scan."""
-    pixel_area = spacing_mm[0] * spacing_mm[2]
+    Returns None if no plausible disc is in the scan (at the fractions of DISC_BM_FALL and
+    DISC_LAYERING, or failing that at DISC_COARSE_SCALE times them)."""
     # a median, not a blur: thin lines of contrast (a cup wall crossing the level of Bruch's membrane,
     # vessel walls) vanish instead of spreading into the opening
     size = tuple(max(1, round(DISC_MEDIAN_MM / s)) | 1 for s in (spacing_mm[0], spacing_mm[2]))
-    candidate = np.ones(bm_fall.shape, bool)
-    for contrast, absent in ((bm_fall, DISC_BM_FALL), (layering, DISC_LAYERING)):
-        smooth = ndimage.median_filter(contrast, size, mode="nearest")
-        candidate &= smooth < absent * np.median(smooth)
-    candidate |= retina_um < MIN_RETINA_UM
-    structure = _ellipse_structure(DISC_CLOSING_MM, spacing_mm)
-    candidate = ndimage.binary_closing(candidate, structure, border_value=0)
-    candidate = ndimage.binary_opening(candidate, structure)
-    labels, n = ndimage.label(candidate)
-    if n == 0:
+    fall, layered = (ndimage.median_filter(c, size, mode="nearest") for c in (bm_fall, layering))
+    for scale in (1.0, DISC_COARSE_SCALE):
+        candidate = (fall < scale * DISC_BM_FALL * np.median(fall)) & (
+            layered < scale * DISC_LAYERING * np.median(layered)
+        )
+        region = _largest_plausible_region(candidate | (retina_um < MIN_RETINA_UM), spacing_mm)
+        if region is not None:
+            break
+    else:
         return None
-    areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1)) * pixel_area
-    plausible = np.flatnonzero((areas >= DISC_AREA_MM2[0]) & (areas <= DISC_AREA_MM2[1]))
-    if plausible.size == 0:
-        return None
-    region = labels == plausible[np.argmax(areas[plausible])] + 1
     region = ndimage.binary_fill_holes(region)
     y, x = en_face_grid_mm(region.shape, spacing_mm)
     cy, cx = float(y[region].mean()), float(x[region].mean())
@@ -159,6 +158,24 @@ def _fovea_search_region(y, x, protocol, laterality, disc, extent_mm):
     along = (x - disc.center_mm[1]) * temporal
     lo, hi = FOVEA_DISC_DISTANCE_MM
     return (along > lo) & (along < hi) & (np.abs(y - disc.center_mm[0]) < FOVEA_MAX_VERTICAL_MM)
+
+
+def _largest_plausible_region(candidate, spacing_mm):
+    """The largest connected region of ``candidate`` (n_bscans, n_ascans) bool, after closing over
+    vessel shadows and opening away specks, whose area is a plausible disc's; None if none is."""
+    structure = _ellipse_structure(DISC_CLOSING_MM, spacing_mm)
+    candidate = ndimage.binary_closing(candidate, structure, border_value=0)
+    candidate = ndimage.binary_opening(candidate, structure)
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        return None
+    areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1)) * (
+        spacing_mm[0] * spacing_mm[2]
+    )
+    plausible = np.flatnonzero((areas >= DISC_AREA_MM2[0]) & (areas <= DISC_AREA_MM2[1]))
+    if plausible.size == 0:
+        return None
+    return labels == plausible[np.argmax(areas[plausible])] + 1
 
 
 def _ellipse_structure(radius_mm, spacing_mm):
