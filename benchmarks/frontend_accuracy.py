@@ -1,10 +1,12 @@
-"""``python -m benchmarks.frontend_accuracy [--eyes 30]``: the front end against phantom truth.
+"""``python -m benchmarks.frontend_accuracy [--eyes 30] [--shape 32,248,128]``: the front end against
+phantom truth.
 
 Eyes cycle through the five classes, five right eyes then five left eyes, at the default wide-field
-shape. Layer errors are outside the optic disc (true and found); foveola errors within 0.25 mm of
-the true fovea. Prints markdown tables: the mean and the worst eye; per class the segmented and
-true Bruch's-membrane-opening area and ovality (shorter / longer semi-axis); and the correlation of
-the disc mask's area error with the cup (which the mask must not carry).
+shape or the one given (n_bscans,depth,n_ascans). Layer errors are outside the optic disc (true and
+found); foveola errors within 0.25 mm of the true fovea. Prints markdown tables: the mean and the
+worst eye; per class the segmented and true Bruch's-membrane-opening area and ovality (shorter /
+longer semi-axis); and the correlation of the disc mask's area error with the cup (which the mask
+must not carry).
 """
 
 from __future__ import annotations
@@ -67,15 +69,26 @@ def eye_errors(eye) -> list[float] | None:
     return errors, disc_figures(eye, seg)
 
 
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not n_bscans,depth,n_ascans (three integers >= 2)")
+    return shape
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.frontend_accuracy")
     parser.add_argument("--eyes", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--shape", type=_shape, help="n_bscans,depth,n_ascans (default: phantom's)")
     args = parser.parse_args(argv)
     rows, discs, kinds, cups, missing = [], [], [], [], 0
     for i in range(args.eyes):
         kind, laterality = phantom.KINDS[i % 5], ("OD", "OS")[(i // 5) % 2]
-        eye = phantom.make_eye(kind, args.seed + i, laterality=laterality)
+        eye = phantom.make_eye(kind, args.seed + i, laterality=laterality, shape=args.shape)
         measured = eye_errors(eye)
         missing += measured is None
         if measured is not None:
