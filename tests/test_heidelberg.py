@@ -57,12 +57,14 @@ def test_real_circle_scans_are_refused_with_their_spacing_and_eye(name):
     assert error.laterality == reference.laterality == "OD"
 
 
-def test_real_e2e_is_refused_naming_its_damaged_directory():
+def test_real_e2e_is_refused_as_the_single_bscan_its_containers_hold():
+    """Its directory was lost when it was cut down; its data containers still say what it is."""
     with pytest.raises(
-        UnsupportedFormat,
-        match=r"E2E directory is missing or damaged .* points to byte 414829212 of a 508332-byte file",
-    ):
+        UnsupportedScan, match=r"single B-scan .*finds one OCT B-scan image.* 496 x 512 samples, left eye"
+    ) as refused:
         read_volume(E2E)
+    assert refused.value.shape == (1, 496, 512) and refused.value.laterality == "OS"
+    assert "points to byte 414829212 of a 508332-byte file" in str(refused.value.__cause__)
 
 
 # ---- raster volumes in the real layout
@@ -274,6 +276,21 @@ def test_e2e_other_scan_patterns_are_refused(tmp_path, pattern, name):
 def test_e2e_single_bscan_is_refused(tmp_path):
     with pytest.raises(UnsupportedScan, match="single B-scan"):
         read_volume(write_e2e(tmp_path / "one.e2e", e2e_codes(n_bscans=1)))
+
+
+@pytest.mark.parametrize("n_bscans", [1, 6])
+def test_e2e_without_its_directory(tmp_path, n_bscans):
+    """The directory chunks' magic gone: one B-scan image is still refused as a single B-scan, more
+    are refused as a damaged file (never read from containers the directory does not vouch for)."""
+    raw = write_e2e(tmp_path / "cube.e2e", e2e_codes(n_bscans=n_bscans)).read_bytes()
+    cut = tmp_path / "cut.e2e"
+    cut.write_bytes(raw[:88] + raw[88:].replace(b"MDbDir", b"XXXXXX"))
+    if n_bscans == 1:
+        with pytest.raises(UnsupportedScan, match=r"single B-scan .*1 B-scan of 40 x 16 samples, right eye"):
+            read_volume(cut)
+    else:
+        with pytest.raises(UnsupportedFormat, match="E2E directory is missing or damaged"):
+            read_volume(cut)
 
 
 def test_e2e_of_two_series_is_refused(tmp_path):

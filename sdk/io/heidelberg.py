@@ -63,6 +63,7 @@ _E2E_CONTAINER = struct.Struct(
     "<12s5I4iHHII"
 )  # 60 bytes: magic, ?, header pos, pos, size, ?, ids, ind, ?, type, ?
 _E2E_MAX_FOLDERS = 512  # folders per directory chunk
+_E2E_MAX_RECOVERED = 100_000  # containers indexed by scanning a file whose directory is lost
 # folder data types (eyepy's TypesEnum): laterality, B-scan header, image
 _E2E_LATERALITY, _E2E_BSCANMETA, _E2E_IMAGE = 11, 10004, 1073741824
 _E2E_BSCAN_HEADER = struct.Struct("<3I4fI3fI2fI4I2fIQIf")  # the first 104 bytes of a type 10004 item
@@ -413,12 +414,57 @@ def _e2e_folders(source: VolumeFile) -> list[_E2EFolder]:
             break
         offset = end
     if not folders:
-        raise UnsupportedFormat(
+        damaged = (
             f"{path}: its E2E directory is missing or damaged (no directory chunk follows the main header, "
             f"which points to byte {main[4]} of a {source.size_bytes}-byte file), so its contents cannot be "
             "indexed; eyepy and OCT-Converter fail on it the same way"
         )
+        _refuse_a_lone_bscan(source, _e2e_containers_by_scan(source), damaged)
+        raise UnsupportedFormat(damaged)
     return folders
+
+
+def _e2e_containers_by_scan(source: VolumeFile) -> list[_E2EFolder]:
+    """Every whole data container of the file, found by its ``MDbData`` magic (for a file whose
+    directory is lost, as when a file is cut down without updating it), read in 8 MiB blocks."""
+    block, found, offset = 8 << 20, [], 0
+    while offset < source.size_bytes:
+        data = source.read_at(offset, min(block + _E2E_CONTAINER.size, source.size_bytes - offset), "a block")
+        at = data.find(b"MDbData")
+        while 0 <= at < min(block, len(data)):
+            start = offset + at
+            if start + _E2E_CONTAINER.size <= source.size_bytes and len(found) < _E2E_MAX_RECOVERED:
+                header = _E2E_CONTAINER.unpack(source.read_at(start, _E2E_CONTAINER.size, "a data container"))
+                size, series_id, slice_id, ind, kind = header[4], header[8], header[9], header[10], header[12]
+                if kind and start + _E2E_CONTAINER.size + size <= source.size_bytes:
+                    found.append(_E2EFolder(series_id, slice_id, ind, kind, start, size))
+            at = data.find(b"MDbData", at + 1)
+        offset += block
+    return found
+
+
+def _refuse_a_lone_bscan(source: VolumeFile, containers: list[_E2EFolder], damaged: str) -> None:
+    """Raise UnsupportedScan if the containers of a file whose directory is lost hold exactly one OCT
+    B-scan image (the most such a file can be identified as); return otherwise."""
+    images = [c for c in containers if c.kind == _E2E_IMAGE and c.ind == _E2E_BSCAN_IND]
+    if len(images) != 1:
+        return
+    _check_e2e_container(source, images[0])
+    _, kind, _, height, width = struct.unpack(
+        "<5I", source.read_at(images[0].start + _E2E_CONTAINER.size, 20, "an E2E image")
+    )
+    if kind != _E2E_BSCAN_IMAGE:
+        return
+    series = [c for c in containers if c.series_id == images[0].series_id]
+    for container in series:
+        _check_e2e_container(source, container)
+    raise unsupported_scan(
+        source.path,
+        "single B-scan (its E2E directory is lost: scanning its data containers finds one OCT B-scan "
+        "image and no other)",
+        shape=(1, height, width),
+        laterality=_e2e_laterality(source, series),
+    ) from UnsupportedFormat(damaged)
 
 
 def _check_e2e_container(source: VolumeFile, folder: _E2EFolder) -> None:
