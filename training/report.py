@@ -394,7 +394,7 @@ def plot(results: dict, path: Path) -> None:
 
     approaches = list(results["summary"])
     net = results["settings"]["network"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6), layout="constrained")
     for ax, metric, paper in zip(
         axes, ("kappa", "balanced_accuracy"), (PAPER["kappa"], PAPER["balanced_accuracy"]), strict=True
     ):
@@ -415,7 +415,10 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xticks(
             np.arange(len(approaches)),
             [results["approaches"][a].replace(", ", ",\n") for a in approaches],
-            fontsize=8,
+            fontsize=7,
+            rotation=40,
+            ha="right",
+            rotation_mode="anchor",
         )
         ax.set_ylim(0, 1)
         ax.set_title("Cohen's kappa" if metric == "kappa" else "weighted (balanced) accuracy")
@@ -424,8 +427,8 @@ def plot(results: dict, path: Path) -> None:
     fig.suptitle(
         f"{results['preset']} preset: VGG16 width {net['width']:g}, input {net['input_hw'][0]} px, "
         f"start: {results['starting_weights'].split(':')[0]}; mean ± sd over "
-        f"{results['settings']['n_splits']} splits",
-        fontsize=9,
+        f"{results['settings']['n_splits']} split(s) x training seeds (dots: single runs)",
+        fontsize=8,
     )
     fig.savefig(path, dpi=120)
     plt.close(fig)
