@@ -247,6 +247,26 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_scans_scored(bundle, archiv
     assert len(records) == N_SCANS + 2 and by_content(records) == by_content(lines(batch_run[1]))
 
 
+def test_a_worker_killed_while_loading_the_bundle_is_started_again(bundle, archive, batch_run, tmp_path):
+    """A worker killed from outside before it is ready (an OOM killer, an operator) is started again;
+    only a second death while loading stops the run (a bundle that kills every loader)."""
+    out = tmp_path / "results.jsonl"
+    result = {}
+    args = [archive / "scans", "--bundle", bundle, "--out", out, "--workers", "2"]
+    runner = threading.Thread(target=lambda: result.update(run=run_batch(args)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    victims = []
+    while not victims and time.monotonic() < deadline:
+        victims = [p for p in multiprocessing.active_children() if p.name.startswith("sdk.batch-worker")]
+        time.sleep(0.01)
+    assert victims and (not out.exists() or not out.read_bytes()), "no worker caught before the first result"
+    os.kill(victims[0].pid, signal.SIGKILL)
+    runner.join(timeout=300)
+    assert result["run"][0] == EXIT_OK, result["run"][2]
+    assert by_content(lines(out)) == by_content(lines(batch_run[1]))
+
+
 def test_reports_one_png_per_scan_and_kept_on_a_rerun(bundle, archive, tmp_path):
     csv = tmp_path / "list.csv"
     scans = archive / "scans"

@@ -80,6 +80,7 @@ class _Pool:
         self.results = self.context.Queue()
         self.settings, self.done, self.shares = settings, done, shares
         self.bundle_id = None
+        self.load_attempts = Counter()  # per worker slot: starts that died before the bundle was loaded
         self.workers = [self._start(i) for i in range(len(shares))]
 
     def _start(self, index: int) -> _Worker:
@@ -142,8 +143,13 @@ class _Pool:
             if worker.process.is_alive() or worker.closed:
                 continue
             how = f"exit code {worker.process.exitcode}"
-            if not worker.ready:
-                raise WorkerFailed(EXIT_INTERNAL, f"worker process {index} died loading the bundle ({how})")
+            if not worker.ready:  # killed from outside while loading, or the bundle kills every loader
+                self.load_attempts[index] += 1
+                if self.load_attempts[index] >= MAX_ATTEMPTS:
+                    raise WorkerFailed(
+                        EXIT_INTERNAL,
+                        f"worker process {index} died loading the bundle {MAX_ATTEMPTS} times ({how})",
+                    )
             for path in worker.in_flight:
                 attempts[path] += 1
                 if attempts[path] < MAX_ATTEMPTS:
