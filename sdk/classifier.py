@@ -104,8 +104,9 @@ class Classifier:
         """Classify a two-cube exam: RNFL maps from the disc cube, GCC maps from the macular cube."""
         start = time.perf_counter()
         maps = sdk_maps.extract_exam(disc, macula, self.bundle.normative)
-        provenance = {"disc": disc.provenance, "macula": macula.provenance}
-        return replace(self._diagnose(maps, "disc+macula", start), provenance=provenance)
+        return self.classify_maps(
+            maps, "disc+macula", {"disc": disc.provenance, "macula": macula.provenance}, start
+        )
 
     def close(self) -> None:
         self.backend.close()

@@ -229,12 +229,19 @@ def test_a_results_write_failing_half_way_exits_5_and_resumes(bundle, archive, t
     assert len(lines(out)) == N_SCANS + 2
 
 
-def test_a_worker_killed_mid_run_is_replaced_and_its_scans_scored(bundle, archive, batch_run, tmp_path):
-    out = tmp_path / "results.jsonl"
-    result = {}
+def _two_workers_in_background(bundle, archive, out) -> tuple[threading.Thread, dict]:
+    """A started thread scoring the archive's scans with two workers into ``out``, and the dict its
+    ``run_batch`` result lands in (key "run")."""
     args = [archive / "scans", "--bundle", bundle, "--out", out, "--workers", "2"]
+    result = {}
     runner = threading.Thread(target=lambda: result.update(run=run_batch(args)))
     runner.start()
+    return runner, result
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_its_scans_scored(bundle, archive, batch_run, tmp_path):
+    out = tmp_path / "results.jsonl"
+    runner, result = _two_workers_in_background(bundle, archive, out)
     deadline = time.monotonic() + 240
     while (not out.exists() or out.read_bytes().count(b"\n") < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -251,10 +258,7 @@ def test_a_worker_killed_while_loading_the_bundle_is_started_again(bundle, archi
     """A worker killed from outside before it is ready (an OOM killer, an operator) is started again;
     only a second death while loading stops the run (a bundle that kills every loader)."""
     out = tmp_path / "results.jsonl"
-    result = {}
-    args = [archive / "scans", "--bundle", bundle, "--out", out, "--workers", "2"]
-    runner = threading.Thread(target=lambda: result.update(run=run_batch(args)))
-    runner.start()
+    runner, result = _two_workers_in_background(bundle, archive, out)
     deadline = time.monotonic() + 60
     victims = []
     while not victims and time.monotonic() < deadline:

@@ -433,8 +433,8 @@ def _e2e_containers_by_scan(source: VolumeFile) -> list[_E2EFolder]:
         at = data.find(b"MDbData")
         while 0 <= at < min(block, len(data)):
             start = offset + at
-            if start + _E2E_CONTAINER.size <= source.size_bytes and len(found) < _E2E_MAX_RECOVERED:
-                header = _E2E_CONTAINER.unpack(source.read_at(start, _E2E_CONTAINER.size, "a data container"))
+            if at + _E2E_CONTAINER.size <= len(data) and len(found) < _E2E_MAX_RECOVERED:
+                header = _E2E_CONTAINER.unpack_from(data, at)  # the block holds the header's bytes too
                 size, series_id, slice_id, ind, kind = header[4], header[8], header[9], header[10], header[12]
                 if kind and start + _E2E_CONTAINER.size + size <= source.size_bytes:
                     found.append(_E2EFolder(series_id, slice_id, ind, kind, start, size))
@@ -457,7 +457,8 @@ def _refuse_a_lone_bscan(source: VolumeFile, containers: list[_E2EFolder], damag
         return
     series = [c for c in containers if c.series_id == images[0].series_id]
     for container in series:
-        _check_e2e_container(source, container)
+        if container != images[0]:  # checked above
+            _check_e2e_container(source, container)
     raise unsupported_scan(
         source.path,
         "single B-scan (its E2E directory is lost: scanning its data containers finds one OCT B-scan "
