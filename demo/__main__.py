@@ -67,15 +67,20 @@ def build_demo_bundle(folder: Path) -> Path:
     return build_bundle(checkpoint, folder / "bundle", overwrite=True, phantom_shape=preset.volume_shape)
 
 
-def _unusable(bundle_dir: Path) -> str | None:
-    """Why the kept demo bundle cannot be used, or None if it loads."""
-    from sdk.bundle import Bundle
-
+def load_demo_classifier(folder: Path) -> sdk.Classifier:
+    """The Classifier of the demo bundle in ``folder`` (loaded once), the bundle made first if it is
+    missing, and made again if the kept one does not load (an older SDK's: its networks learnt
+    another front end's maps)."""
+    bundle_dir = folder / "bundle"
+    if not (bundle_dir / "manifest.json").exists():
+        build_demo_bundle(folder)
+        return sdk.Classifier.load(bundle_dir, backend="onnxruntime")
     try:
-        Bundle.load(bundle_dir).close()
-    except sdk.BundleError as error:
-        return str(error)
-    return None
+        return sdk.Classifier.load(bundle_dir, backend="onnxruntime")
+    except sdk.BundleError as stale:
+        print(f"[1/3] the demo bundle in {bundle_dir} does not load ({stale}): making it again", flush=True)
+        build_demo_bundle(folder)
+        return sdk.Classifier.load(bundle_dir, backend="onnxruntime")
 
 
 def main(argv=None) -> int:
@@ -89,14 +94,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    bundle_dir = args.out / "bundle"
-    if not (bundle_dir / "manifest.json").exists():
-        build_demo_bundle(args.out)
-    elif (stale := _unusable(bundle_dir)) is not None:
-        # made by an older SDK: its networks learnt another front end's maps, so train again
-        print(f"[1/3] the demo bundle in {bundle_dir} does not load ({stale}): making it again", flush=True)
-        build_demo_bundle(args.out)
-    print(f"[1/3] demo bundle: {bundle_dir}", flush=True)
+    classifier = load_demo_classifier(args.out)
+    print(f"[1/3] demo bundle: {args.out / 'bundle'}", flush=True)
 
     eye = phantom.make_eye(args.kind, args.seed + 100_000, laterality=args.laterality)  # not a training eye
     scan = args.out / f"scan-{args.kind}-{args.laterality}.dcm"
@@ -104,7 +103,7 @@ def main(argv=None) -> int:
     volume = sdk.read_volume(scan)
     print(f"[2/3] scan: {scan} (true class {eye.truth.label}) -> {volume}", flush=True)
 
-    with sdk.Classifier.load(bundle_dir, backend="onnxruntime") as classifier:
+    with classifier:
         dx = classifier.classify(volume)
     print(f"[3/3] {dx.summary()}")
     if dx.gradable:
