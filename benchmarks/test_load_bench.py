@@ -51,3 +51,31 @@ def test_classify_process_cpu_bundle(benchmark, wide_volume_npz):
     benchmark.extra_info["peak_rss_mb"] = round(
         int(done.stderr.split("peak_rss_kib")[1].split()[0]) * 1024 / 1e6
     )
+
+
+# A fresh process loads the cpu bundle without a warm-up and times its first network pass and the
+# next three; ONNX Runtime on the CPU runs no warm-up because the first pass is not slower.
+FIRST_RUN_CHILD = (
+    "import sys, time, numpy as np; from sdk.bundle import Bundle; from sdk.backends import make_backend; "
+    "backend = make_backend(Bundle.load(sys.argv[1]), 'onnxruntime'); "
+    "x = np.random.default_rng(0).normal(size=(4, 3, *backend.bundle.input_hw)).astype(np.float32); "
+    "times = []\n"
+    "for _ in range(4):\n"
+    "    start = time.perf_counter(); backend.run(x); times.append(time.perf_counter() - start)\n"
+    "print(*times)"
+)
+
+
+def test_first_network_pass_after_load(benchmark):
+    """Per fresh process: the first pass's time over the median of the next three (extra_info)."""
+    command = [sys.executable, "-c", FIRST_RUN_CHILD, str(bench_bundle_dir("cpu"))]
+    ratios = []
+
+    def first_over_next() -> float:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+        first, *later = (float(t) for t in done.stdout.split())
+        ratios.append(first / sorted(later)[1])
+        return first
+
+    benchmark.pedantic(first_over_next, rounds=5, warmup_rounds=0)
+    benchmark.extra_info["first_over_next"] = [round(r, 3) for r in ratios]

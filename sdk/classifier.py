@@ -1,4 +1,5 @@
-"""``Classifier``: what the instrument calls. One bundle, one backend, loaded once, warmed up.
+"""``Classifier``: what the instrument calls. One bundle, one backend, loaded once, warmed up where
+the backend's first run is slower than the next (``Backend.warm_up_runs``).
 
     clf = sdk.Classifier.load("bundle/", backend="auto")
     dx = clf.classify(volume)                      # wide-field cube with disc and macula
@@ -27,11 +28,6 @@ from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES
 from sdk.maps import MAP_NAMES
 from sdk.volume import OCTVolume
 
-# One pass on zeros: ONNX Runtime's first run after loading was within 4% of later ones (full-width
-# merged FP32 models on the 2-core CPU, process CPU time 3.00 s vs 2.77-2.89 s, 2026-12-01), so a
-# second pass only lengthened every start-up by a network pass (0.68 s).
-WARMUP_RUNS = 1
-
 
 class Classifier:
     """A verified bundle and an inference backend, ready to classify volumes.
@@ -44,9 +40,8 @@ class Classifier:
         self.backend = backend
         self._owns_bundle = False
         self.versions = _versions(backend)
-        zeros = np.zeros((len(MAP_NAMES), 3, *bundle.input_hw), np.float32)
-        for _ in range(WARMUP_RUNS):
-            backend.run(zeros)
+        for _ in range(backend.warm_up_runs):
+            backend.run(np.zeros((len(MAP_NAMES), 3, *bundle.input_hw), np.float32))
 
     @classmethod
     def load(
@@ -58,7 +53,8 @@ class Classifier:
         *,
         trusted_keys=None,
     ) -> Classifier:
-        """Check the bundle at ``bundle_dir``, load the networks that will run, and warm them up.
+        """Check the bundle at ``bundle_dir``, load the networks that will run, and warm them up (as
+        many passes on zeros as ``Backend.warm_up_runs``: one on a GPU, none on ONNX Runtime's CPU).
 
         backend : "auto" (tensorrt if usable, else onnxruntime), "onnxruntime", "tensorrt" or "torch".
         precision : "fp32" or "fp16"; default is the backend's natural one (fp16 for tensorrt).
@@ -69,6 +65,14 @@ class Classifier:
             With keys configured an unsigned or wrongly signed bundle raises BundleError.
         """
         bundle = Bundle.load(bundle_dir, trusted_keys=trusted_keys)
+        return cls.of_bundle(bundle, backend, precision, cache_dir)
+
+    @classmethod
+    def of_bundle(
+        cls, bundle: Bundle, backend: str = "auto", precision: str | None = None, cache_dir=None
+    ) -> Classifier:
+        """The second half of :meth:`load`: the networks of a ``Bundle.load``-ed bundle loaded and
+        warmed up. The Classifier owns ``bundle`` from then on: it closes it, also when this raises."""
         try:
             classifier = cls(bundle, make_backend(bundle, backend, precision=precision, cache_dir=cache_dir))
         except BaseException:

@@ -20,6 +20,8 @@ import contextlib
 import json
 import os
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sdk.errors import BundleError, FileError, OCTError
@@ -97,18 +99,35 @@ def add_volume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=("wide",), help="scan protocol if the file lacks it")
 
 
-def load_classifier(args):
-    """The sdk.Classifier the parsed arguments ask for (raises as Classifier.load does)."""
+def load_classifier(args, first_volume: Path | None = None):
+    """The sdk.Classifier the parsed arguments ask for (raises as Classifier.load does), and a
+    Future of :func:`prepare_volume` of ``first_volume`` (None without one).
+
+    That volume is read and its maps made in a second thread while the networks load: ONNX Runtime
+    builds its sessions with the GIL released, so the front end runs beside it and a one-volume
+    process answers sooner (docs/ARCHITECTURE.md, "Start-up"). The thread's errors are the volume's,
+    reported when its result is asked for."""
     import sdk
+    from sdk.bundle import Bundle
 
     with naming_the_bundle(args.bundle):
-        return sdk.Classifier.load(
-            args.bundle,
-            backend=args.backend,
-            precision=args.precision,
-            cache_dir=args.cache_dir,
-            trusted_keys=args.trusted_keys,
-        )
+        bundle = Bundle.load(args.bundle, trusted_keys=args.trusted_keys)
+        if first_volume is None:
+            return sdk.Classifier.of_bundle(bundle, args.backend, args.precision, args.cache_dir), None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="octc-first-volume") as pool:
+            first = pool.submit(prepare_volume, first_volume, bundle, args)
+            classifier = sdk.Classifier.of_bundle(bundle, args.backend, args.precision, args.cache_dir)
+        return classifier, first
+
+
+def prepare_volume(path: Path, bundle, args):
+    """(volume, its maps with ``bundle``'s normative database, front-end seconds) of file ``path``."""
+    from sdk import maps
+
+    volume = read_args_volume(path, args)
+    start = time.perf_counter()
+    extracted = maps.extract(volume, bundle.normative)
+    return volume, extracted, time.perf_counter() - start
 
 
 @contextlib.contextmanager
@@ -191,7 +210,7 @@ def main(argv=None) -> int:
         return output_failed("standard output is closed")
     try:
         reports = _report_paths(args)
-        classifier = load_classifier(args)
+        classifier, first = load_classifier(args, args.volumes[0])
     except Exception as error:  # noqa: BLE001 - every failure gets its exit code and a message
         note(f"error: {describe(error)}")
         return exit_code_of(error)
@@ -201,7 +220,7 @@ def main(argv=None) -> int:
             for i, (path, report) in enumerate(zip(args.volumes, reports, strict=True)):
                 if len(args.volumes) > 1:
                     note(f"[{i + 1}/{len(args.volumes)}] {path}")
-                result = _classify_one(classifier, path, report, args)
+                result = _classify_one(classifier, path, report, args, first if i == 0 else None)
                 results.append(result)
                 codes.append(result["exit_code"])
         if args.json:
@@ -211,11 +230,15 @@ def main(argv=None) -> int:
     return most_severe(codes)
 
 
-def _classify_one(classifier, path: Path, report: Path | None, args) -> dict:
-    """The result of one volume as the --json output holds it; the line printed without --json."""
+def _classify_one(classifier, path: Path, report: Path | None, args, prepared=None) -> dict:
+    """The result of one volume as the --json output holds it; the line printed without --json.
+    ``prepared``: a Future of :func:`prepare_volume` of ``path``, else it is prepared here."""
     try:
-        volume = read_args_volume(path, args)
-        diagnosis = classifier.classify(volume)
+        volume, maps, front_end_s = (
+            prepared.result() if prepared else prepare_volume(path, classifier.bundle, args)
+        )
+        started = time.perf_counter() - front_end_s
+        diagnosis = classifier.classify_maps(maps, volume.protocol, {"scan": volume.provenance}, started)
     except Exception as error:  # noqa: BLE001 - reported with its own exit code
         note(f"{path}: error: {describe(error)}")
         return {"file": str(path), "error": describe(error), "exit_code": exit_code_of(error)}

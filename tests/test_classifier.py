@@ -253,3 +253,56 @@ def test_a_callers_bundle_outlives_the_classifiers_built_on_it(bundle_dir, eyes)
         pass
     with pytest.raises(BundleError):
         loaded.bundle.read("manifest.json")
+
+
+def test_cli_first_volume_made_ready_while_loading_matches_the_api(
+    classifier, bundle_dir, scan_files, capsys
+):
+    """The CLI reads its first volume and makes its maps in a second thread while the networks load:
+    the same answer as Classifier.classify, for it and for the volumes after it."""
+    kinds = ["FI", "SS"]
+    code, out, _ = run_cli(
+        [*(str(scan_files[k]) for k in kinds), "--bundle", str(bundle_dir), "--json"], capsys
+    )
+    assert code == EXIT_OK
+    for result, kind in zip(json.loads(out), kinds, strict=True):
+        expected = classifier.classify(sdk.read_volume(scan_files[kind])).to_dict()
+        assert result["probabilities"] == expected["probabilities"] and result["label"] == expected["label"]
+        assert 0 < result["timings_ms"]["front_end"] < result["timings_ms"]["total"]
+
+
+def test_the_warm_up_passes_are_the_backends_own(bundle_dir):
+    """Classifier runs as many passes on zeros as its backend asks for: none on ONNX Runtime's CPU
+    (its first pass measures as fast as the next, benchmarks/test_load_bench.py), two when asked."""
+    from sdk.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from sdk.bundle import Bundle
+
+    class CountingBackend(OnnxRuntimeBackend):
+        warm_up_runs = 2
+        calls = 0
+
+        def run(self, inputs):
+            type(self).calls += 1
+            assert not inputs.any()
+            return super().run(inputs)
+
+    bundle = Bundle.load(bundle_dir)
+    try:
+        plain = OnnxRuntimeBackend(bundle)
+        assert plain.device == "cpu" and plain.warm_up_runs == 0
+        plain.close()
+        sdk.Classifier(bundle, CountingBackend(bundle)).close()
+    finally:
+        bundle.close()
+    assert CountingBackend.calls == 2
+
+
+def test_a_classifier_that_cannot_load_its_networks_closes_the_bundle(bundle_dir):
+    from sdk.bundle import Bundle
+    from sdk.errors import BackendUnavailable, BundleError
+
+    bundle = Bundle.load(bundle_dir)
+    with pytest.raises(BackendUnavailable):  # no TensorRT on this machine
+        sdk.Classifier.of_bundle(bundle, "tensorrt")
+    with pytest.raises(BundleError):
+        bundle.read("manifest.json")

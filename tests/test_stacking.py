@@ -88,6 +88,17 @@ def test_matches_sklearn(kernel, n_classes, path):
     assert_matches(estimator, SVMStacker(export_svm(estimator)), X_test)
 
 
+def test_rbf_kernel_over_several_blocks_of_samples():
+    """More samples than ROWS_PER_BLOCK: every block's kernel rows are the right samples' rows."""
+    from sdk.stacking import ROWS_PER_BLOCK
+
+    X, y, X_test = make_data(5)
+    many = np.vstack([X_test] * (2 * ROWS_PER_BLOCK // len(X_test) + 1))[::-1]
+    assert len(many) > 2 * ROWS_PER_BLOCK
+    estimator = fit(make_svc("rbf"), X, y)
+    assert_matches(estimator, SVMStacker(export_svm(estimator)), many)
+
+
 @pytest.mark.parametrize("n_classes", [3, 4, 5])
 def test_ovo_shape(n_classes):
     X, y, X_test = make_data(n_classes)

@@ -53,10 +53,14 @@ class Backend:
     precision : "fp32" or "fp16".
     device : where the networks run, e.g. "cpu", "cuda:0 (NVIDIA Jetson Orin)".
     details : JSON-able facts for reports: providers attached, threads, why ``auto`` chose this, ...
+    warm_up_runs : passes on zeros ``sdk.Classifier`` runs after loading, so that the first scan
+        does not pay what a backend's first run costs more than the next (CUDA contexts, kernel
+        selection, engine memory); zero where the first run measures as fast as the next.
     """
 
     name = ""
     precisions: tuple[str, ...] = PRECISIONS
+    warm_up_runs = 1
 
     def __init__(self, bundle: Bundle, precision: str):
         if precision not in self.precisions:

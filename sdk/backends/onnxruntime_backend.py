@@ -133,6 +133,13 @@ class OnnxRuntimeBackend(Backend):
             "models": "merged stages" if self._merged else "per stage",
         }
 
+    @property
+    def warm_up_runs(self) -> int:
+        """None on the CPU: in fresh processes the first pass of the four merged full-width models
+        took 0.83-1.19x the next ones (median 1.08, about 0.1 s), against 1.2 s for a warm-up pass at
+        every start (benchmarks/test_load_bench.py, 2-core Xeon, 2026-12-01). One on a GPU provider."""
+        return 0 if self.device == "cpu" else 1
+
     def _infer_map(self, index: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self._merged:
             return super()._infer_map(index, x)
