@@ -6,9 +6,11 @@ On the same bundle and the same wide-field phantom volume:
     VGG16s in eager mode one after the other, then the numpy stacker;
 (b) the SDK, ``sdk.Classifier`` on ONNX Runtime (FP32);
 (c) the SDK on TensorRT FP16, where TensorRT and a GPU exist;
-(d) the compute floor: the multiply-adds of the networks (as the bundle runs them) at this machine's
-    dense-matmul throughput, measured here with float32 matrix products on all cores (on CUDA: TF32
-    off, and a second floor at the float16 throughput);
+(d) the compute floor: the multiply-adds of the networks (as the bundle runs them) at the fastest
+    dense float32 rate this machine offers on all cores, the best of torch's matrix product (2048 and
+    4096), torch's convolution on two VGG16 layer shapes (oneDNN on the CPU), and numpy's matrix
+    product (OpenBLAS, slowed where ``OPENBLAS_CORETYPE`` forces an older core type: the value is
+    recorded); on CUDA torch's alone, TF32 off, and a second floor at the float16 throughput;
 (e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
     one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone; and
     the networks FP16 eager, to tell the two gains apart.
@@ -50,20 +52,52 @@ def measure(function, rounds: int) -> float:
     return statistics.median(times)
 
 
-def matmul_flops(device: str, dtype: str = "float32", rounds: int = 5) -> float:
+def matmul_flops(device: str, dtype: str = "float32", rounds: int = 5, size: int = MATMUL_SIZE) -> float:
     """Dense matrix-product throughput (FLOP/s) of this machine in ``dtype``, all cores or the GPU (torch)."""
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 here
-    a = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=getattr(torch, dtype))
-    b = torch.rand(MATMUL_SIZE, MATMUL_SIZE, device=device, dtype=getattr(torch, dtype))
+    a = torch.rand(size, size, device=device, dtype=getattr(torch, dtype))
+    b = torch.rand(size, size, device=device, dtype=getattr(torch, dtype))
 
     def product():
         a @ b
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return 2 * MATMUL_SIZE**3 / measure(product, rounds)
+    return 2 * size**3 / measure(product, rounds)
+
+
+def conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
+    """float32 throughput (FLOP/s) of torch's 3 x 3 convolution, ``channels`` in and out, on one
+    ``side_px`` square image (on the CPU, oneDNN: the fastest route a VGG16 layer has here)."""
+    import torch
+
+    x = torch.rand(1, channels, side_px, side_px)
+    w = torch.rand(channels, channels, 3, 3)
+
+    def convolve():
+        with torch.no_grad():
+            torch.nn.functional.conv2d(x, w, padding=1)
+
+    return 2 * channels * channels * 9 * side_px * side_px / measure(convolve, rounds)
+
+
+def numpy_matmul_flops(rounds: int = 5) -> float:
+    """float32 matrix-product throughput (FLOP/s) of numpy (its BLAS, all cores)."""
+    a = np.random.default_rng(0).random((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32)
+    return 2 * MATMUL_SIZE**3 / measure(lambda: a @ a, rounds)
+
+
+def cpu_floor_rates() -> dict[str, float]:
+    """FLOP/s of each float32 route the floor is the best of (keys name the route)."""
+    return {
+        f"torch_matmul_{MATMUL_SIZE}": matmul_flops("cpu"),
+        f"torch_matmul_{2 * MATMUL_SIZE}": matmul_flops("cpu", rounds=3, size=2 * MATMUL_SIZE),
+        "torch_conv3x3_256ch_56px": conv_flops(256, 56),
+        "torch_conv3x3_512ch_28px": conv_flops(512, 28),
+        f"numpy_matmul_{MATMUL_SIZE}": numpy_matmul_flops(),
+    }
 
 
 def network_macs(bundle) -> int:
@@ -144,7 +178,14 @@ def main(argv=None) -> int:
         results["c_sdk_tensorrt_fp16_s"] = None
         results["c_reason"] = reason
     macs = network_macs(bundle)
-    flops = matmul_flops(args.device)
+    if args.device == "cpu":
+        rates = cpu_floor_rates()
+        results["floor_gflops_by_route"] = {route: round(rate / 1e9, 1) for route, rate in rates.items()}
+        results["floor_route"] = max(rates, key=rates.get)
+        results["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "(not set)")
+        flops = max(rates.values())
+    else:
+        flops = matmul_flops(args.device)
     results.update(network_gmacs=macs / 1e9, matmul_gflops=flops / 1e9, d_compute_floor_s=2 * macs / flops)
     results["speedup_b_over_a"] = results["a_pytorch_eager_s"] / results["b_sdk_onnxruntime_s"]
     results["networks_b_over_floor"] = results["b_sdk_onnxruntime_networks_s"] / results["d_compute_floor_s"]

@@ -53,7 +53,7 @@ SKIPPED_NAMES = {
     "site-packages",
     "dist-packages",
 }
-SKIPPED_SUFFIXES = (".pyc", ".pyi", ".pxd", ".pyx", ".a", ".exe")
+SKIPPED_SUFFIXES = (".pyc", ".pyi", ".pxd", ".pyx", ".a", ".exe", ".c")  # .c: sources of built modules
 SKIPPED_STDLIB_PREFIXES = (
     "config-",
     "_tkinter",

@@ -1,14 +1,16 @@
 """The segmentation's array kernels against plain reference implementations: the minimum-cost path
-(against exhaustive Viterbi in Python), parallel blocks with a halo (against the whole-array
-filter), A-scan binning (against reshape-and-mean)."""
+(against exhaustive Viterbi in Python; the compiled search against the numpy one, path for path),
+parallel blocks with a halo (against the whole-array filter), A-scan binning (against
+reshape-and-mean)."""
 
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from sdk.retina import paths
 from sdk.retina.chunks import for_blocks
 from sdk.retina.intensity import bin_ascans
-from sdk.retina.paths import best_path
+from sdk.retina.paths import best_path, numpy_best_path
 
 
 def reference_path_cost(cost, max_step, step_penalty):
@@ -44,6 +46,51 @@ def test_best_path_is_a_least_cost_path(max_step, step_penalty):
         assert path_cost(cost[:, b].astype(np.float64), paths[:, b], step_penalty) == pytest.approx(
             expected, abs=1e-4
         )
+
+
+COSTS = {  # float32 costs (n_ascans, n_bscans, n_offsets) as the traces make them
+    "noise": lambda rng, shape: rng.normal(size=shape),
+    "ties": lambda rng, shape: rng.integers(0, 3, size=shape),  # equal costs everywhere
+    "outside": lambda rng, shape: np.where(rng.random(shape) < 0.5, 100.0, rng.normal(size=shape)),
+}
+
+
+@pytest.mark.skipif(paths._paths is None, reason="the compiled path search is not built (pip install -e .)")
+@pytest.mark.parametrize("kind", COSTS)
+@pytest.mark.parametrize(
+    "shape, max_step",
+    [((256, 128, 30), 4), ((64, 17, 80), 8), ((9, 4, 3), 5), ((7, 2, 1), 3), ((1, 3, 5), 2)],
+)
+def test_the_compiled_search_gives_the_numpy_searchs_paths(kind, shape, max_step):
+    """Same paths, ties included (the largest step from below), for steps wider than the band too."""
+    rng = np.random.default_rng(sum(shape) + max_step)
+    cost = COSTS[kind](rng, shape).astype(np.float32)
+    for step_penalty in (0.0, 0.01, 0.05):
+        np.testing.assert_array_equal(
+            best_path(cost, max_step, step_penalty), numpy_best_path(cost, max_step, step_penalty)
+        )
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_costs_that_are_not_finite_take_the_numpy_search(value):
+    """The kernel assumes finite costs (its loops skip numpy's NaN rules and an all-infinite window
+    would step outside the band): such costs go to the numpy search."""
+    rng = np.random.default_rng(5)
+    cost = np.where(rng.random((64, 17, 80)) < 0.02, value, rng.normal(size=(64, 17, 80))).astype(np.float32)
+    np.testing.assert_array_equal(best_path(cost, 4, 0.01), numpy_best_path(cost, 4, 0.01))
+
+
+@pytest.mark.skipif(paths._paths is None, reason="the compiled path search is not built (pip install -e .)")
+def test_the_compiled_search_checks_its_buffers():
+    cost = np.zeros((4, 2, 3), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        paths._paths.best_path(cost.astype(np.float64), 1, 0.0, np.empty((4, 2), np.int64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        paths._paths.best_path(cost.transpose(1, 0, 2), 1, 0.0, np.empty((2, 4), np.int64))
+    with pytest.raises(ValueError, match="shape"):
+        paths._paths.best_path(cost, 1, 0.0, np.empty((4, 3), np.int64))
+    with pytest.raises(ValueError, match="max_step"):
+        paths._paths.best_path(cost, -1, 0.0, np.empty((4, 2), np.int64))
 
 
 def test_best_path_follows_a_planted_boundary():

@@ -12,8 +12,26 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # the same search compiled (sdk/retina/_paths.c, built by pip install); numpy_best_path is the reference
+    from sdk.retina import _paths
+except ImportError:  # a source tree without the build: the numpy search, 5-10x slower, the same paths
+    _paths = None
+
 
 def best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) -> np.ndarray:
+    """Minimum-cost path through ``cost`` for every B-scan: :func:`numpy_best_path`'s result,
+    computed by the compiled search where it is built (without the GIL held)."""
+    cost = np.ascontiguousarray(cost, dtype=np.float32)
+    # NaN or inf: numpy's rules, which the kernel does not follow (an all-infinite window would step
+    # outside the band); the traces make finite costs
+    if _paths is None or not np.isfinite(cost).all():
+        return numpy_best_path(cost, max_step, step_penalty)
+    path = np.empty(cost.shape[:2], dtype=np.int64)
+    _paths.best_path(cost, int(max_step), float(step_penalty), path)
+    return path.astype(np.intp, copy=False)
+
+
+def numpy_best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) -> np.ndarray:
     """Minimum-cost path through ``cost`` for every B-scan.
 
     Parameters
