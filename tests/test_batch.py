@@ -190,7 +190,14 @@ def test_ctrl_c_stops_the_run_at_once_with_exit_130_and_keeps_the_lines(bundle, 
     out = tmp_path / "results.jsonl"
     args = ["-m", "sdk.batch", archive / "scans", "--bundle", bundle, "--out", out, "--workers", "2"]
     proc = subprocess.Popen(
-        [sys.executable, *map(str, args)], cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, *map(str, args)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # as in a terminal: a runner started in the background of a shell (bash ... &) hands its children
+        # SIGINT ignored, and Python then leaves it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while (not out.exists() or out.read_bytes().count(b"\n") < 2) and time.monotonic() < deadline:
