@@ -69,12 +69,19 @@ class Classifier:
 
     @classmethod
     def of_bundle(
-        cls, bundle: Bundle, backend: str = "auto", precision: str | None = None, cache_dir=None
+        cls,
+        bundle: Bundle,
+        backend: str = "auto",
+        precision: str | None = None,
+        cache_dir=None,
+        threads: int | None = None,
     ) -> Classifier:
         """The second half of :meth:`load`: the networks of a ``Bundle.load``-ed bundle loaded and
-        warmed up. The Classifier owns ``bundle`` from then on: it closes it, also when this raises."""
+        warmed up (``threads``: CPU threads per network, as make_backend takes). The Classifier owns
+        ``bundle`` from then on: it closes it, also when this raises."""
         try:
-            classifier = cls(bundle, make_backend(bundle, backend, precision=precision, cache_dir=cache_dir))
+            made = make_backend(bundle, backend, precision=precision, cache_dir=cache_dir, threads=threads)
+            classifier = cls(bundle, made)
         except BaseException:
             bundle.close()
             raise

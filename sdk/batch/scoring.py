@@ -109,23 +109,13 @@ class Scorer:
     """One Classifier, loaded once, and the run's settings: prepared scans in, records out."""
 
     def __init__(self, settings: Settings):
-        from sdk.backends import make_backend
         from sdk.classifier import Classifier
 
         bundle = load_bundle(settings)
-        try:
-            with naming_the_bundle(settings.bundle):
-                backend = make_backend(
-                    bundle,
-                    settings.backend,
-                    settings.precision,
-                    cache_dir=settings.cache_dir,
-                    threads=settings.threads,
-                )
-                self.classifier = Classifier(bundle, backend)
-        except BaseException:
-            bundle.close()
-            raise
+        with naming_the_bundle(settings.bundle):
+            self.classifier = Classifier.of_bundle(
+                bundle, settings.backend, settings.precision, settings.cache_dir, settings.threads
+            )
         self.settings = settings
         self.bundle_id = bundle.bundle_id
 
