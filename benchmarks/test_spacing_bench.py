@@ -11,7 +11,6 @@ CPU time of the default spacing's front end. A spacing whose work is not bounded
 not binned) fails it; A-scans 0.5 mm apart, not binned, take about 2.3 times.
 """
 
-import statistics
 import time
 
 import pytest
@@ -32,14 +31,15 @@ EXTREMES = [
 
 @pytest.fixture(scope="module")
 def default_front_end_cpu_s(bundle, wide_volume) -> float:
-    """Median process CPU seconds of ``sdk.maps.extract`` on the default wide volume (two runs after one)."""
+    """Least process CPU seconds of ``sdk.maps.extract`` on the default wide volume (three runs after
+    one): noise only adds time, so the least is the work."""
     sdk.maps.extract(wide_volume, bundle.normative)
     seconds = []
-    for _ in range(2):
+    for _ in range(3):
         start = time.process_time()
         sdk.maps.extract(wide_volume, bundle.normative)
         seconds.append(time.process_time() - start)
-    return statistics.median(seconds)
+    return min(seconds)
 
 
 @pytest.mark.parametrize("axis, spacing_mm", EXTREMES)
@@ -62,11 +62,11 @@ def test_classify_at_extreme_spacing(
 
     with sdk.Classifier(bundle, make_backend(bundle, "onnxruntime", precision="fp32")) as classifier:
         answer = benchmark.pedantic(classify, rounds=2, warmup_rounds=1)
-    work_ratio = max(cpu_s) / default_front_end_cpu_s
+    work_ratio = min(cpu_s) / default_front_end_cpu_s
     benchmark.extra_info.update(
         spacing_mm=spacing,
         answer=answer,
         within_target_s=benchmark.stats.stats.max <= MAX_CLASSIFY_S,
         cpu_over_default_front_end=round(work_ratio, 3),
     )
-    assert work_ratio <= MAX_WORK_RATIO, (max(cpu_s), default_front_end_cpu_s)
+    assert work_ratio <= MAX_WORK_RATIO, (min(cpu_s), default_front_end_cpu_s)
