@@ -1,16 +1,35 @@
 """The segmentation's array kernels against plain reference implementations: the minimum-cost path
 (against exhaustive Viterbi in Python; the compiled search against the numpy one, path for path),
-parallel blocks with a halo (against the whole-array filter), A-scan binning (against
-reshape-and-mean)."""
+the compiled band and banded path search against their numpy references (identical arrays, and a
+whole segmentation identical with the kernels and without), parallel blocks with a halo (against the
+whole-array filter), A-scan binning (against reshape-and-mean)."""
 
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from sdk.retina import paths
-from sdk.retina.chunks import for_blocks
+import phantom
+import sdk
+from sdk.retina import layers, paths
+from sdk.retina.chunks import for_blocks, in_parallel
 from sdk.retina.intensity import bin_ascans
-from sdk.retina.paths import best_path, numpy_best_path
+from sdk.retina.paths import band_path, best_path, numpy_band_path, numpy_best_path
+
+needs_kernels = pytest.mark.skipif(
+    paths._paths is None or layers._band is None,
+    reason="the compiled kernels are not built (pip install -e .)",
+)
+
+
+@pytest.fixture
+def without_kernels(monkeypatch):
+    """Run the numpy references instead of the compiled kernels."""
+
+    def switch_off():
+        monkeypatch.setattr(paths, "_paths", None)
+        monkeypatch.setattr(layers, "_band", None)
+
+    return switch_off
 
 
 def reference_path_cost(cost, max_step, step_penalty):
@@ -116,6 +135,16 @@ def test_blocks_with_a_halo_match_the_whole_array_filter(n):
     assert np.array_equal(out, gaussian_filter(data, sigma))
 
 
+def test_in_parallel_keeps_the_order_and_raises():
+    assert in_parallel(lambda: 1, lambda: 2, lambda: 3) == [1, 2, 3]
+
+    def fail():
+        raise ValueError("call failed")
+
+    with pytest.raises(ValueError, match="call failed"):
+        in_parallel(lambda: 1, fail)
+
+
 def test_a_failing_block_raises():
     def work(lo, *_):
         if lo > 0:
@@ -163,3 +192,104 @@ def test_blocks_work_in_a_forked_child():
         child.kill()
         pytest.fail("for_blocks hung in a forked child")
     assert child.exitcode == 0 and queue.get(timeout=5) == 400.0
+
+
+def bands(data, reference_px, sigma, without_kernels, first=-6, stop=30, k=2, pad=11):
+    """The same band made by the compiled kernel and by numpy."""
+    compiled = layers._Band(data, reference_px, first, stop, sigma, k, pad, 1.0)
+    without_kernels()
+    return compiled, layers._Band(data, reference_px, first, stop, sigma, k, pad, 1.0)
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "shape, sigma, dtype",
+    [
+        ((128, 200, 256), (0.85, 0.57, 1.03), np.float32),  # the default grid's smoothing
+        ((20, 60, 30), (2.3, 0.3, 1.5), np.float64),
+        ((5, 30, 64), (1e-16, 4.0, 2.5), np.uint8),  # an axis the Gaussian leaves alone
+        ((2, 30, 3), (3.0, 2.0, 0.0), np.float32),  # kernels longer than the axis: reflected again
+        ((1, 12, 1), (0.85, 0.57, 1.03), np.uint16),
+    ],
+)
+def test_the_compiled_band_gives_the_numpy_bands_arrays(shape, sigma, dtype, without_kernels):
+    """Gather (rows clipped at both ends of the A-scan), a Gaussian on three axes, cumulative sums and
+    edges: identical to gather + scipy.ndimage.gaussian_filter + numpy, bit for bit."""
+    rng = np.random.default_rng(sum(shape))
+    data = (rng.random(shape) * 255).astype(dtype)
+    reference = rng.uniform(-10, shape[1] + 10, size=(shape[0], shape[2]))  # some bands leave the A-scan
+    compiled, numpy = bands(data, reference, sigma, without_kernels)
+    np.testing.assert_array_equal(compiled.cumulative, numpy.cumulative)
+    np.testing.assert_array_equal(compiled.edge, numpy.edge)
+
+
+@needs_kernels
+def test_the_compiled_band_checks_its_buffers():
+    data = np.zeros((2, 10, 3), np.float32)
+    start = np.zeros((3, 2), np.int64)
+    weights = [np.ones(1)] * 3
+    cumulative, edge = np.zeros((3, 2, 4 + 2 * 2 + 1), np.float32), np.zeros((3, 2, 4), np.float32)
+    fill = layers._band.fill
+    fill(data, start, *weights, 1, 2, 0, 3, cumulative, edge)
+    with pytest.raises(TypeError, match="float32"):
+        fill(data.astype(np.float64), start, *weights, 1, 2, 0, 3, cumulative, edge)
+    with pytest.raises(ValueError, match="odd length"):
+        fill(data, start, np.ones(2), *weights[1:], 1, 2, 0, 3, cumulative, edge)
+    with pytest.raises(ValueError, match="match"):
+        fill(data, start[:2], *weights, 1, 2, 0, 3, cumulative, edge)
+    with pytest.raises(ValueError, match="lo < hi"):
+        fill(data, start, *weights, 1, 2, 0, 4, cumulative, edge)
+    with pytest.raises(ValueError, match="k <= pad"):
+        fill(data, start, *weights, 3, 2, 0, 3, cumulative, edge)
+
+
+def banded_case(rng, shape):
+    score = rng.normal(size=shape).astype(np.float32)
+    score[:, :, ::7] = np.round(score[:, :, ::7])  # ties
+    low = np.floor(rng.uniform(-3, shape[2] / 2, size=shape[:2]))
+    high = low + np.floor(rng.uniform(-2, shape[2], size=shape[:2]))  # empty where below low
+    return score, low, high
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "shape, max_step", [((256, 128, 40), 4), ((30, 7, 3), 2), ((9, 4, 2), 1), ((5, 3, 1), 3)]
+)
+def test_the_compiled_banded_search_gives_the_numpy_searchs_paths(shape, max_step):
+    """Same paths and sub-pixel rows, with the soft limits, ties and narrow bands; also on a strided
+    view of a larger score (the band's rows r0:r1)."""
+    rng = np.random.default_rng(sum(shape))
+    score, low, high = banded_case(rng, shape)
+    wide = np.concatenate([score, rng.normal(size=shape).astype(np.float32)], axis=2)
+    for scores in (score, wide[..., : shape[2]]):
+        for step_penalty in (0.0, 0.01):
+            rows, refined = band_path(scores, 0.7, low, high, max_step, step_penalty, 100.0)
+            expected_rows, expected_refined = numpy_band_path(
+                scores, 0.7, low, high, max_step, step_penalty, 100.0
+            )
+            np.testing.assert_array_equal(rows, expected_rows)
+            np.testing.assert_array_equal(refined, expected_refined)
+
+
+@needs_kernels
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_banded_scores_that_are_not_finite_take_the_numpy_search(value):
+    rng = np.random.default_rng(3)
+    score, low, high = banded_case(rng, (40, 6, 20))
+    score[rng.random(score.shape) < 0.05] = value
+    rows, refined = band_path(score, 1.0, low, high, 2, 0.01, 100.0)
+    expected_rows, expected_refined = numpy_band_path(score, 1.0, low, high, 2, 0.01, 100.0)
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(refined, expected_refined)
+
+
+@needs_kernels
+def test_a_segmentation_is_identical_with_the_kernels_and_without(without_kernels):
+    """The kernels change the time, not one boundary: a whole phantom eye, foveal second pass included."""
+    volume = phantom.make_eye("FI", seed=11, shape=(32, 496, 256)).volume
+    compiled = sdk.retina.segment(volume)
+    without_kernels()
+    numpy = sdk.retina.segment(volume)
+    for name, surface in compiled.surfaces.items():
+        np.testing.assert_array_equal(surface, numpy.surfaces[name], err_msg=name)
+    assert compiled.quality == numpy.quality

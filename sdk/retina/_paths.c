@@ -1,20 +1,27 @@
-/* Minimum-cost boundary paths (sdk.retina.paths.best_path), compiled.
+/* Minimum-cost boundary paths (sdk.retina.paths.best_path and band_path), compiled.
 
    The same dynamic programme as the numpy reference in sdk/retina/paths.py, with the same float32
    arithmetic and the same ties, so that both give identical paths (tests/test_retina_kernels.py):
    acc[a][b][o] = cost[a][b][o] + min over |d| <= m of (acc[a-1][b][o+d] + penalty[|d|]), offsets
    outside 0..n_o-1 unreachable. Back along the path, the previous offset is the first minimum over
-   o-m .. o+m (the largest step from below). The caller passes finite costs only (numpy's NaN rules
+   o-m .. o+m (the largest step from below). The search runs on finite costs only (numpy's NaN rules
    would stop the loops from running on vector units, and a window of infinite costs would step
    outside the band; the reference handles such costs).
 
-   One call: best_path(cost, max_step, step_penalty, out) with cost a C-contiguous float32 buffer of
-   shape (n_a, n_b, n_o) and out a C-contiguous int64 buffer of shape (n_a, n_b), both checked here;
-   the work runs without the GIL. Only the buffer protocol is used (no numpy headers). */
+   Two calls, both checking their buffers and running without the GIL (only the buffer protocol is
+   used, no numpy headers):
+   - best_path(cost, max_step, step_penalty, out): cost a C-contiguous float32 (n_a, n_b, n_o), out a
+     C-contiguous int64 (n_a, n_b);
+   - band_path(score, scale, low, high, outside_cost, max_step, step_penalty, path, refined):
+     numpy_band_path's search without its cost array: the cost -(score / scale) inside the rows
+     [low, high] and outside_cost elsewhere, made as the search reads it from score (float32, any
+     strides, (n_a, n_b, n_o)), and the parabola's sub-pixel offset at each chosen one; low, high and
+     refined float64 and path int64, C-contiguous (n_a, n_b). It returns False where a cost is not
+     finite (path and refined are then not written). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <math.h> /* INFINITY */
+#include <math.h> /* INFINITY, isfinite, isnan */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -27,19 +34,16 @@ static Py_ssize_t first_min(const float *values, Py_ssize_t n) {
 }
 
 /* acc holds n_a slabs of n_b rows of width = n_o + 2m floats, the m floats at each end +inf, as the
-   numpy reference's; the loops over offsets are contiguous and branch-free, so the compiler runs them
-   on vector units. reach is one row of n_o floats, window 2m + 1 floats. */
-static void solve(const float *cost, float *acc, float *reach, float *window, int64_t *path, Py_ssize_t n_a,
-                  Py_ssize_t n_b, Py_ssize_t n_o, Py_ssize_t m, const float *penalty) {
+   numpy reference's, and comes in holding the costs (acc[a][b][m + o] = cost[a][b][o]), which the
+   search replaces by the least path costs; the loops over offsets are contiguous and branch-free, so
+   the compiler runs them on vector units. reach is one row of n_o floats, window 2m + 1 floats. */
+static void solve(float *acc, float *reach, float *window, int64_t *path, Py_ssize_t n_a, Py_ssize_t n_b,
+                  Py_ssize_t n_o, Py_ssize_t m, const float *penalty) {
     const Py_ssize_t width = n_o + 2 * m, slab = n_b * width;
-    for (Py_ssize_t i = 0; i < n_a * slab; i++) acc[i] = INFINITY;
-    for (Py_ssize_t b = 0; b < n_b; b++)
-        for (Py_ssize_t o = 0; o < n_o; o++) acc[b * width + m + o] = cost[b * n_o + o];
     for (Py_ssize_t a = 1; a < n_a; a++) {
         for (Py_ssize_t b = 0; b < n_b; b++) {
             const float *p = acc + (a - 1) * slab + b * width + m; /* p[-m .. n_o + m) readable */
-            const float *here = cost + (a * n_b + b) * n_o;
-            float *next = acc + a * slab + b * width + m;
+            float *next = acc + a * slab + b * width + m;          /* the costs of A-scan a, then its sums */
             for (Py_ssize_t o = 0; o < n_o; o++) reach[o] = p[o];
             for (Py_ssize_t d = 1; d <= m; d++) {
                 const float step = penalty[d];
@@ -49,7 +53,7 @@ static void solve(const float *cost, float *acc, float *reach, float *window, in
                     reach[o] = pair < reach[o] ? pair : reach[o];
                 }
             }
-            for (Py_ssize_t o = 0; o < n_o; o++) next[o] = reach[o] + here[o];
+            for (Py_ssize_t o = 0; o < n_o; o++) next[o] = reach[o] + next[o];
         }
     }
     for (Py_ssize_t b = 0; b < n_b; b++) path[(n_a - 1) * n_b + b] = first_min(acc + (n_a - 1) * slab + b * width + m, n_o);
@@ -66,15 +70,53 @@ static void solve(const float *cost, float *acc, float *reach, float *window, in
 
 static int get_buffer(PyObject *object, Py_buffer *view, const char *name, const char *format,
                       Py_ssize_t itemsize, int ndim, int writable) {
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
+    const int flags = (format[0] == 'f' && !writable ? PyBUF_STRIDES : PyBUF_C_CONTIGUOUS) | PyBUF_FORMAT;
+    if (PyObject_GetBuffer(object, view, flags | (writable ? PyBUF_WRITABLE : 0)) < 0) return -1;
     if (view->ndim != ndim || view->itemsize != itemsize || view->format == NULL ||
         !(view->format[0] == format[0] || (view->format[0] == '=' && view->format[1] == format[0]))) {
         PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous %d-D %s array", name, ndim,
-                     format[0] == 'f' ? "float32" : "int64");
+                     format[0] == 'f' ? "float32" : (format[0] == 'd' ? "float64" : "int64"));
         PyBuffer_Release(view);
         return -1;
     }
+    return 0;
+}
+
+/* int64 is 'l' on LP64 Linux and 'q' elsewhere */
+static const char *int64_format(void) { return sizeof(long) == 8 ? "l" : "q"; }
+
+/* The search's memory: acc (n_a, n_b, n_o + 2m) all +inf, to be filled with costs, and its rows. */
+typedef struct {
+    float *acc, *reach, *window, *penalty;
+} Work;
+
+static void work_free(Work *work) {
+    free(work->acc);
+    free(work->reach);
+    free(work->window);
+    free(work->penalty);
+}
+
+static int work_alloc(Work *work, Py_ssize_t n_a, Py_ssize_t n_b, Py_ssize_t n_o, Py_ssize_t m, double step_penalty) {
+    if (m < 0) {
+        PyErr_Format(PyExc_ValueError, "max_step must be >= 0, not %zd", m);
+        return -1;
+    }
+    if (n_a == 0 || n_b == 0 || n_o == 0) {
+        PyErr_SetString(PyExc_ValueError, "cost must have no empty axis");
+        return -1;
+    }
+    const size_t n = (size_t)(n_a * n_b * (n_o + 2 * m));
+    work->acc = malloc(sizeof(float) * n);
+    work->reach = malloc(sizeof(float) * (size_t)n_o);
+    work->window = malloc(sizeof(float) * (size_t)(2 * m + 1));
+    work->penalty = malloc(sizeof(float) * (size_t)(m + 1));
+    if (work->acc == NULL || work->reach == NULL || work->window == NULL || work->penalty == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) work->acc[i] = INFINITY;
+    for (Py_ssize_t d = 0; d <= m; d++) work->penalty[d] = (float)(step_penalty * (double)d); /* numpy's float32(p * d) */
     return 0;
 }
 
@@ -83,53 +125,136 @@ static PyObject *best_path(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t m;
     double step_penalty;
     if (!PyArg_ParseTuple(args, "OndO", &cost_object, &m, &step_penalty, &out_object)) return NULL;
-    if (m < 0) return PyErr_Format(PyExc_ValueError, "max_step must be >= 0, not %zd", m);
     Py_buffer cost, out;
     if (get_buffer(cost_object, &cost, "cost", "f", 4, 3, 0) < 0) return NULL;
-    /* int64 is 'l' on LP64 Linux and 'q' elsewhere */
-    const char *int64_format = sizeof(long) == 8 ? "l" : "q";
-    if (get_buffer(out_object, &out, "out", int64_format, 8, 2, 1) < 0) {
+    if (!PyBuffer_IsContiguous(&cost, 'C')) {
+        PyErr_SetString(PyExc_ValueError, "cost must be a C-contiguous 3-D float32 array");
         PyBuffer_Release(&cost);
         return NULL;
     }
-    Py_ssize_t n_a = cost.shape[0], n_b = cost.shape[1], n_o = cost.shape[2];
+    if (get_buffer(out_object, &out, "out", int64_format(), 8, 2, 1) < 0) {
+        PyBuffer_Release(&cost);
+        return NULL;
+    }
+    const Py_ssize_t n_a = cost.shape[0], n_b = cost.shape[1], n_o = cost.shape[2];
     PyObject *result = NULL;
-    float *acc = NULL, *reach = NULL, *window = NULL, *penalty = NULL;
+    Work work = {NULL, NULL, NULL, NULL};
     if (out.shape[0] != n_a || out.shape[1] != n_b) {
         PyErr_SetString(PyExc_ValueError, "out must have shape (n_ascans, n_bscans) of cost");
         goto done;
     }
-    if (n_a == 0 || n_b == 0 || n_o == 0) {
-        PyErr_SetString(PyExc_ValueError, "cost must have no empty axis");
-        goto done;
-    }
-    acc = malloc(sizeof(float) * (size_t)(n_a * n_b * (n_o + 2 * m)));
-    reach = malloc(sizeof(float) * (size_t)n_o);
-    window = malloc(sizeof(float) * (size_t)(2 * m + 1));
-    penalty = malloc(sizeof(float) * (size_t)(m + 1));
-    if (acc == NULL || reach == NULL || window == NULL || penalty == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t d = 0; d <= m; d++) penalty[d] = (float)(step_penalty * (double)d); /* numpy's float32(p * d) */
+    if (work_alloc(&work, n_a, n_b, n_o, m, step_penalty) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS;
-    solve(cost.buf, acc, reach, window, out.buf, n_a, n_b, n_o, m, penalty);
+    const float *c = cost.buf;
+    for (Py_ssize_t row = 0; row < n_a * n_b; row++)
+        for (Py_ssize_t o = 0; o < n_o; o++) work.acc[row * (n_o + 2 * m) + m + o] = c[row * n_o + o];
+    solve(work.acc, work.reach, work.window, out.buf, n_a, n_b, n_o, m, work.penalty);
     Py_END_ALLOW_THREADS;
     result = Py_None;
     Py_INCREF(result);
 done:
-    free(acc);
-    free(reach);
-    free(window);
-    free(penalty);
+    work_free(&work);
     PyBuffer_Release(&cost);
     PyBuffer_Release(&out);
+    return result;
+}
+
+/* score[a][b][o] of a float32 buffer with any strides */
+static float score_at(const Py_buffer *score, Py_ssize_t a, Py_ssize_t b, Py_ssize_t o) {
+    return *(const float *)((const char *)score->buf + a * score->strides[0] + b * score->strides[1] +
+                            o * score->strides[2]);
+}
+
+/* The cost of paths_band.numpy_band_path: -(score / scale) inside [low, high], outside_cost elsewhere,
+   into acc; 0 where a cost inside is not finite (the numpy search's case). */
+static int band_costs(const Py_buffer *score, float scale, const double *low, const double *high, float outside,
+                      Py_ssize_t n_a, Py_ssize_t n_t, Py_ssize_t n_o, Py_ssize_t m, float *acc) {
+    for (Py_ssize_t a = 0; a < n_a; a++)
+        for (Py_ssize_t t = 0; t < n_t; t++) {
+            const double lo = low[a * n_t + t], hi = high[a * n_t + t];
+            float *row = acc + (a * n_t + t) * (n_o + 2 * m) + m;
+            for (Py_ssize_t o = 0; o < n_o; o++) {
+                if ((double)o >= lo && (double)o <= hi) {
+                    const float cost = -(score_at(score, a, t, o) / scale);
+                    if (!isfinite(cost)) return 0;
+                    row[o] = cost;
+                } else
+                    row[o] = outside;
+            }
+        }
+    return 1;
+}
+
+/* refine_subpixel of paths.py at every chosen offset, on strength = -cost */
+static void refine(const Py_buffer *score, float scale, const double *low, const double *high, float outside,
+                   const int64_t *path, Py_ssize_t n_a, Py_ssize_t n_t, Py_ssize_t n_o, double *refined) {
+    for (Py_ssize_t a = 0; a < n_a; a++)
+        for (Py_ssize_t t = 0; t < n_t; t++) {
+            const Py_ssize_t at = a * n_t + t, index = path[at];
+            refined[at] = (double)index;
+            if (n_o < 3 || index < 1 || index > n_o - 2) continue;
+            float strength[3];
+            for (int k = 0; k < 3; k++) {
+                const Py_ssize_t o = index - 1 + k;
+                strength[k] = (double)o >= low[at] && (double)o <= high[at] ? score_at(score, a, t, o) / scale
+                                                                            : -outside;
+            }
+            const float curvature = strength[0] - 2.0f * strength[1] + strength[2];
+            float delta = curvature < 0.0f ? 0.5f * (strength[0] - strength[2]) / curvature : 0.0f;
+            delta = isnan(delta) ? 0.0f : (delta < -0.5f ? -0.5f : (delta > 0.5f ? 0.5f : delta));
+            refined[at] = (double)index + (double)delta;
+        }
+}
+
+static PyObject *band_path(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *objects[5];
+    double scale, outside, step_penalty;
+    Py_ssize_t m;
+    if (!PyArg_ParseTuple(args, "OdOOdndOO", &objects[0], &scale, &objects[1], &objects[2], &outside, &m,
+                          &step_penalty, &objects[3], &objects[4]))
+        return NULL;
+    static const char *names[5] = {"score", "low", "high", "path", "refined"};
+    const char *formats[5] = {"f", "d", "d", int64_format(), "d"};
+    const Py_ssize_t sizes[5] = {4, 8, 8, 8, 8};
+    const int dims[5] = {3, 2, 2, 2, 2}, writable[5] = {0, 0, 0, 1, 1};
+    Py_buffer views[5];
+    int n_views = 0;
+    PyObject *result = NULL;
+    Work work = {NULL, NULL, NULL, NULL};
+    for (; n_views < 5; n_views++)
+        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
+                       dims[n_views], writable[n_views]) < 0)
+            goto done;
+    const Py_ssize_t n_a = views[0].shape[0], n_b = views[0].shape[1], n_o = views[0].shape[2];
+    for (int i = 1; i < 5; i++)
+        if (views[i].shape[0] != n_a || views[i].shape[1] != n_b) {
+            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans) of score", names[i]);
+            goto done;
+        }
+    if (work_alloc(&work, n_a, n_b, n_o, m, step_penalty) < 0) goto done;
+    int finite;
+    Py_BEGIN_ALLOW_THREADS;
+    finite = band_costs(&views[0], (float)scale, views[1].buf, views[2].buf, (float)outside, n_a, n_b, n_o, m, work.acc);
+    if (finite) {
+        solve(work.acc, work.reach, work.window, views[3].buf, n_a, n_b, n_o, m, work.penalty);
+        refine(&views[0], (float)scale, views[1].buf, views[2].buf, (float)outside, views[3].buf, n_a, n_b, n_o,
+               views[4].buf);
+    }
+    Py_END_ALLOW_THREADS;
+    result = PyBool_FromLong(finite);
+done:
+    work_free(&work);
+    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"best_path", best_path, METH_VARARGS,
      "best_path(cost, max_step, step_penalty, out): minimum-cost path of every B-scan into out."},
+    {"band_path", band_path, METH_VARARGS,
+     "band_path(score, scale, low, high, outside_cost, max_step, step_penalty, path, refined): the path "
+     "and its sub-pixel rows where score / scale is high inside [low, high]; False (nothing written) where a "
+     "cost is not finite."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {

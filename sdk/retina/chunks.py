@@ -42,3 +42,14 @@ def for_blocks(work, n: int, halo: int = 0) -> None:
         return
     for future in [_pool().submit(work, *block) for block in blocks]:
         future.result()
+
+
+def in_parallel(*calls):
+    """Results of the argument-free ``calls``, in order, the first in this thread and the others in the
+    pool's (for numpy and scipy.ndimage work that releases the GIL); exceptions propagate. The calls
+    must not use the pool themselves (for_blocks)."""
+    if n_threads() == 1:
+        return [call() for call in calls]
+    futures = [_pool().submit(call) for call in calls[1:]]
+    first = calls[0]()
+    return [first, *(future.result() for future in futures)]

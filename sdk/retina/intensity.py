@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdk.retina.chunks import for_blocks
+from sdk.retina.chunks import for_blocks, in_parallel
 from sdk.volume import OCTVolume
 
 WORKING_LATERAL_MM = 0.04  # segmentation works on A-scans binned to about 40 um
@@ -120,10 +120,12 @@ def levels(data: np.ndarray, coarse_data: np.ndarray) -> Levels:
     the upper half of its distribution (84th percentile minus median), because a display range
     may clip the lower half at zero.
     """
-    background, noise_sd = _dark_level(data)
-    averaged = coarse_data[::SAMPLE_STRIDE]
-    _, coarse_noise_sd = _dark_level(coarse_data)
-    return Levels(background, noise_sd, float(np.percentile(averaged, 99.5)), coarse_noise_sd)
+    (background, noise_sd), (_, coarse_noise_sd), tissue = in_parallel(
+        lambda: _dark_level(data),
+        lambda: _dark_level(coarse_data),
+        lambda: float(np.percentile(coarse_data[::SAMPLE_STRIDE], 99.5)),
+    )
+    return Levels(background, noise_sd, tissue, coarse_noise_sd)
 
 
 def _dark_level(data: np.ndarray) -> tuple[float, float]:

@@ -16,10 +16,13 @@ centre-surround filter at the pit's scale and searched where a fovea can be for 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from sdk.retina.chunks import in_parallel
 
 # a contrast below this fraction of its median is absent: the RPE's fall at Bruch's membrane (halfway:
 # the RPE runs on to the opening) and the retina's layering (near zero: over atrophy the layers
@@ -82,7 +85,9 @@ def find_disc(bm_fall: np.ndarray, layering: np.ndarray, retina_um: np.ndarray, 
     # a median, not a blur: thin lines of contrast (a cup wall crossing the level of Bruch's membrane,
     # vessel walls) vanish instead of spreading into the opening
     size = tuple(max(1, round(DISC_MEDIAN_MM / s)) | 1 for s in (spacing_mm[0], spacing_mm[2]))
-    fall, layered = (ndimage.median_filter(c, size, mode="nearest") for c in (bm_fall, layering))
+    fall, layered = in_parallel(
+        *(functools.partial(ndimage.median_filter, c, size, mode="nearest") for c in (bm_fall, layering))
+    )
     for scale in (1.0, DISC_COARSE_SCALE):
         candidate = (fall < scale * DISC_BM_FALL * np.median(fall)) & (
             layered < scale * DISC_LAYERING * np.median(layered)
@@ -119,8 +124,8 @@ def find_fovea(
     if allowed is None or not allowed.any():
         return None
     response = np.zeros(shape)
-    for thickness in thickness_maps_um:
-        response += _pit_response(thickness, spacing_mm)
+    for pit in in_parallel(*(functools.partial(_pit_response, t, spacing_mm) for t in thickness_maps_um)):
+        response += pit
     response = np.where(allowed, response, -np.inf)
     peak = np.unravel_index(np.argmax(response), shape)
     pit = float(response[peak]) / len(thickness_maps_um)

@@ -32,7 +32,12 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d, median_filter
 
 from sdk.retina.chunks import for_blocks
 from sdk.retina.intensity import Coarse, Levels
-from sdk.retina.paths import best_path, refine_subpixel
+from sdk.retina.paths import band_path, best_path
+
+try:  # the band stage compiled (sdk/retina/_band.c, built by pip install); _Band._numpy_fill is the reference
+    from sdk.retina import _band
+except ImportError:  # a source tree without the build: the numpy band, the same arrays
+    _band = None
 
 ILM_TISSUE_SPREADS = 4.0  # tissue: a coarse level this many background spreads above the vitreous ...
 ILM_TISSUE_FRACTION = 0.1  # ... and at least this fraction of the way from background to tissue level
@@ -129,10 +134,10 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     bm_in_band = band.offset_of(bm_band.depth_of(bm))
     dark_below = px(ONL_PROBE_UM)
 
-    def onl(r0, r1):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
-        return band.fall(r0, r1) - (band.mean_below(dark_below, r0, r1) - levels.background)
+    def onl(r0, r1, traced):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
+        return band.fall(r0, r1, traced) - (band.mean_below(dark_below, r0, r1, traced) - levels.background)
 
-    def inner(ilm_bonus, bscans=slice(None), first=None):
+    def inner(ilm_bonus, bscans=None, first=None):
         """OPL/ONL, IPL/INL and RNFL/GCL, each (rows, contrast) on every B-scan; ``ilm_bonus`` maps
         OPL_ONL and IPL_INL to the score of their layer having vanished (the boundary on the ILM), or
         is empty. With ``first`` (an earlier result), only the B-scans ``bscans`` are traced again."""
@@ -151,7 +156,7 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
             ilm,
             bm_in_band - px(PHOTORECEPTORS_MIN_UM),
             steep,
-            contrast_of=band.fall,
+            fall_contrast=True,
         )
         ipl = trace(
             "IPL_INL",
@@ -159,7 +164,7 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
             np.maximum(ilm, opl[0] - px(INL_OPL_UM[1])),
             np.maximum(ilm, opl[0] - px(INL_OPL_UM[0])),
             steep,
-            contrast_of=band.fall,
+            fall_contrast=True,
         )
         rnfl = trace("RNFL_GCL", band.fall, ilm, np.maximum(ilm, ipl[0] - 1), steep)
         return {"OPL_ONL": opl, "IPL_INL": ipl, "RNFL_GCL": rnfl}
@@ -224,15 +229,25 @@ class _Band:
         self.k = k
         self.pad = pad  # rows of padding at both ends: the longest window a score reads
         self.scale = scale  # grey-level unit of path costs: tissue level - background
-        self.start = np.round(reference_px.T).astype(np.intp) + first
+        self.start = np.ascontiguousarray(np.round(reference_px.T), dtype=np.int64) + first
         self.cumulative = np.empty((n_a, n_b, self.rows + 2 * pad + 1), np.float32)
         self.edge = np.empty((n_a, n_b, self.rows), np.float32)
-        halo = int(GAUSSIAN_TRUNCATE * sigma[0] + 0.5)  # the smoothing kernel's radius along A-scans
-        for_blocks(lambda *block: self._fill(data, sigma, *block), n_a, halo)
+        if _band is None:
+            halo = int(GAUSSIAN_TRUNCATE * sigma[0] + 0.5)  # the smoothing kernel's radius along A-scans
+            for_blocks(lambda *block: self._numpy_fill(data, sigma, *block), n_a, halo)
+            return
+        data = np.ascontiguousarray(data, dtype=np.float32)
+        weights = [gaussian_weights(s) for s in sigma]
+        for_blocks(
+            lambda lo, hi, *_: _band.fill(
+                data, self.start, *weights, k, pad, lo, hi, self.cumulative, self.edge
+            ),
+            n_a,
+        )
 
-    def _fill(self, data, sigma, lo, hi, read_lo, read_hi):
+    def _numpy_fill(self, data, sigma, lo, hi, read_lo, read_hi):
         """Gather, smooth and sum the rows of A-scans [lo, hi), reading [read_lo, read_hi), and find
-        their edges."""
+        their edges: the reference of the compiled band (which gives identical arrays)."""
         n_b, depth, n_a = data.shape
         start = self.start[read_lo:read_hi]
         rows = np.clip(start[:, :, None] + np.arange(self.rows)[None, None, :], 0, depth - 1)
@@ -249,29 +264,33 @@ class _Band:
         last = self.pad + 1 + self.rows
         np.cumsum(smooth, axis=2, out=cumulative[..., self.pad + 1 : last])
         cumulative[..., last:] = cumulative[..., last - 1 : last]
-        block = slice(lo, hi)
-        below, n_below = self._window_sum(0, self.rows, 0, self.k, block=block)
-        above, n_above = self._window_sum(0, self.rows, -self.k, self.k, block=block)
+        block = (slice(lo, hi),)
+        below, n_below = self._window_sum(0, self.rows, 0, self.k, block)
+        above, n_above = self._window_sum(0, self.rows, -self.k, self.k, block)
         self.edge[lo:hi] = below / n_below - above / n_above
 
-    def _window_sum(self, r0, r1, offset, length, block=slice(None)):
+    def _window_sum(self, r0, r1, offset, length, at=(slice(None),)):
         """Sum of smoothed rows j+offset .. j+offset+length-1 for j in [r0, r1), clipped to the band,
-        of the A-scans ``block``, and the number of rows summed."""
+        of the A-scans and B-scans ``at`` (an index of the first two axes), and the number of rows
+        summed."""
         j = np.arange(r0, r1)
         count = np.maximum(np.clip(j + offset + length, 0, self.rows) - np.clip(j + offset, 0, self.rows), 1)
         first = self.pad + r0 + offset  # the padding holds every window (pad >= its longest length)
         n = r1 - r0
-        cumulative = self.cumulative[block]
+        cumulative = self.cumulative[at]
         return cumulative[..., first + length : first + length + n] - cumulative[
             ..., first : first + n
         ], count
 
-    def rise(self, r0, r1):
-        """Edge (dark-to-bright positive) at rows [r0, r1)."""
-        return self.edge[..., r0:r1]
+    # score functions: (r0, r1, traced) -> (n_ascans, n_traced, r1 - r0) at the rows [r0, r1) of the
+    # B-scans ``traced`` (an index of the second axis)
 
-    def fall(self, r0, r1):
-        return -self.rise(r0, r1)
+    def rise(self, r0, r1, traced=slice(None)):
+        """Edge (dark-to-bright positive) at rows [r0, r1)."""
+        return self.edge[:, traced, r0:r1]
+
+    def fall(self, r0, r1, traced=slice(None)):
+        return -self.rise(r0, r1, traced)
 
     def level_at(self, rows, offset, length):
         """Mean smoothed level of rows [rows + offset, rows + offset + length) at each A-scan, where
@@ -280,31 +299,35 @@ class _Band:
         top = np.take_along_axis(self.cumulative, (first + length)[..., None], axis=2)[..., 0]
         return (top - np.take_along_axis(self.cumulative, first[..., None], axis=2)[..., 0]) / length
 
-    def mean_below(self, length, r0, r1):
-        total, n = self._window_sum(r0, r1, 0, length)
-        return total / n
+    def mean_below(self, length, r0, r1, traced=slice(None)):
+        """Mean smoothed level of rows [j, j + length) for the rows j in [r0, r1), float32."""
+        total, n = self._window_sum(r0, r1, 0, length, (slice(None), traced))
+        return total / n.astype(np.float32)  # float32 division: float64's, rounded (no double rounding)
 
-    def trace(self, score, low, high, max_step, contrast_of=None, bscans=slice(None)):
-        """Best path (float rows, sub-pixel) where ``score(r0, r1)`` is high, between rows
+    def trace(self, score, low, high, max_step, fall_contrast=False, bscans=None):
+        """Best path (float rows, sub-pixel) where ``score(r0, r1, traced)`` is high, between rows
         ``low`` and ``high`` (numbers or (n_ascans, n_bscans) arrays; a soft limit), and the edge step
-        of ``contrast_of`` (default ``score``) along it, zero where negative; on the B-scans
-        ``bscans`` only (an index of the second axis), each result (n_ascans, n_traced_bscans).
+        along it (of ``score``, or of :meth:`fall` with ``fall_contrast``), zero where negative; on the
+        B-scans ``bscans`` only (indices; default all), each result (n_ascans, n_traced_bscans).
 
-        All B-scans are traced in one pass, not in parallel blocks: the path search steps through
-        A-scans in a Python loop of small numpy calls that hold the GIL, and threads contending for it
-        made the front end 2-3x slower on 4, 8 and 16 cores of a Xeon (no gain on 2)."""
-        low = np.broadcast_to(np.ceil(low), self.start.shape)[:, bscans]
-        high = np.maximum(np.broadcast_to(np.floor(high), self.start.shape)[:, bscans], low)  # may meet
+        All B-scans are traced in one pass, not in parallel blocks: the numpy path search steps
+        through A-scans in a Python loop of small numpy calls that hold the GIL, and threads contending
+        for it made the front end 2-3x slower on 4, 8 and 16 cores of a Xeon (no gain on 2)."""
+        traced = slice(None) if bscans is None else bscans
+        low = np.broadcast_to(np.ceil(low), self.start.shape)[:, traced]
+        high = np.maximum(np.broadcast_to(np.floor(high), self.start.shape)[:, traced], low)  # may meet
         r0 = int(np.clip(low.min(), 0, self.rows - 1))
         r1 = int(np.clip(high.max() + 1, r0 + 1, self.rows))
-        values = score(r0, r1)[:, bscans] / self.scale
-        j = np.arange(r0, r1)
-        inside = (j >= low[..., None]) & (j <= high[..., None])
-        cost = np.where(inside, -values, OUTSIDE_COST)
-        rows = best_path(cost, max_step, STEP_PENALTY)
-        edge = values if contrast_of is None else contrast_of(r0, r1)[:, bscans] / self.scale
-        step = np.maximum(np.take_along_axis(edge, rows[..., None], axis=2)[..., 0] * self.scale, 0.0)
-        return refine_subpixel(-cost, rows) + r0, step
+        scores = score(r0, r1, traced)
+        rows, refined = band_path(
+            scores, self.scale, low - r0, high - r0, max_step, STEP_PENALTY, OUTSIDE_COST
+        )
+        if fall_contrast:  # the fall at the chosen rows, as (fall / scale) * scale over the whole band
+            b = np.arange(self.start.shape[1])[traced]
+            edge = -self.edge[np.arange(len(rows))[:, None], b[None, :], rows + r0] / self.scale
+        else:
+            edge = np.take_along_axis(scores, rows[..., None], axis=2)[..., 0] / self.scale
+        return refined + r0, np.maximum(edge * self.scale, 0.0)
 
     def depth_of(self, rows):
         return (self.start + rows).astype(np.float32)
@@ -312,6 +335,16 @@ class _Band:
     def offset_of(self, depth_px):
         """Band rows of depths (n_ascans, n_bscans) in px."""
         return depth_px - self.start
+
+
+def gaussian_weights(sigma: float) -> np.ndarray:
+    """The float64 kernel that scipy.ndimage.gaussian_filter correlates with for one axis at ``sigma``
+    samples (radius GAUSSIAN_TRUNCATE sd); [1.0] where it leaves that axis as it is."""
+    if not sigma > 1e-15:
+        return np.ones(1)
+    x = np.arange(-int(GAUSSIAN_TRUNCATE * sigma + 0.5), int(GAUSSIAN_TRUNCATE * sigma + 0.5) + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    return phi / phi.sum()
 
 
 def _step(values, axis):
@@ -331,11 +364,11 @@ def _at(bonus, score, rows):
         return score
     rows = np.round(rows).astype(np.intp)
 
-    def scored(r0, r1):
-        values = np.array(score(r0, r1), dtype=np.float32)  # a copy: scores may be views of the band
-        at = np.clip(rows - r0, 0, r1 - r0 - 1)[..., None]
+    def scored(r0, r1, traced):
+        values = np.array(score(r0, r1, traced), dtype=np.float32)  # a copy: scores may be views of the band
+        at = np.clip(rows[:, traced] - r0, 0, r1 - r0 - 1)[..., None]
         np.put_along_axis(
-            values, at, np.maximum(np.take_along_axis(values, at, axis=2), bonus[..., None]), axis=2
+            values, at, np.maximum(np.take_along_axis(values, at, axis=2), bonus[:, traced, None]), axis=2
         )
         return values
 
@@ -365,40 +398,47 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
     The ILM is the best path where tissue (samples clearly above the background) lies below and
     vitreous above, with a dark-to-bright step at it. Below it, the photoreceptors' rise is the
     strongest dark-to-bright step, and Bruch's membrane the strongest fall just below that."""
-    c = gaussian_filter1d(coarse.data, 1.0, axis=1)
-    n_b, dz, dx = c.shape
+    # (n_coarse_ascans, n_bscans, depth): depth last, contiguous for the filters, sums and the search
+    c = gaussian_filter1d(np.ascontiguousarray(coarse.data.transpose(2, 0, 1)), 1.0, axis=2)
+    dx, n_b, dz = c.shape
     axial_um = spacing_mm[1] * coarse.axial_factor * 1000.0
     lateral_um = spacing_mm[2] * coarse.lateral_factor * 1000.0
     scale = max(levels.tissue - levels.background, 1e-6)
     threshold = levels.background + max(
         ILM_TISSUE_SPREADS * levels.coarse_noise_sd, ILM_TISSUE_FRACTION * scale
     )
-    cumulative = np.zeros((n_b, dz + 1, dx), np.float32)
-    np.cumsum(c > threshold, axis=1, out=cumulative[:, 1:])
+    cumulative = np.zeros((dx, n_b, dz + 1), np.float32)
+    np.cumsum(c > threshold, axis=2, out=cumulative[..., 1:])
     z = np.arange(dz)
     n_below = max(1, int(round(TISSUE_BELOW_UM / axial_um)))
     n_above = max(1, int(round(VITREOUS_ABOVE_UM / axial_um)))
-    below = (cumulative[:, np.minimum(z + n_below, dz)] - cumulative[:, z]) / n_below
+    below = (np.take(cumulative, np.minimum(z + n_below, dz), axis=2) - cumulative[..., :dz]) / n_below
     # rows above the depth window are unseen, not vitreous: an ILM at the window's top edge (a retina
     # folded by the mirror artefact) has no vitreous above it
-    unseen = np.maximum(n_above - z, 0)[None, :, None]
-    above = (cumulative[:, z] - cumulative[:, np.maximum(z - n_above, 0)] + unseen) / n_above
+    unseen = np.maximum(n_above - z, 0).astype(np.float32)
+    above = (
+        cumulative[..., :dz] - np.take(cumulative, np.maximum(z - n_above, 0), axis=2) + unseen
+    ) / n_above
     step = np.zeros_like(c)  # step[z]: c[z] - c[z-1], the edge between samples z-1 and z
-    step[:, 1:] = (c[:, 1:] - c[:, :-1]) / scale
-    score = below - above + 0.5 * np.clip(step, -1.0, 1.0)
-    score[:, 0] = -OUTSIDE_COST  # an edge needs a sample above it
+    np.subtract(c[..., 1:], c[..., :-1], out=step[..., 1:])
+    step /= scale
+    score = below - above
+    score += 0.5 * np.clip(step, -1.0, 1.0)
+    score[..., 0] = -OUTSIDE_COST  # an edge needs a sample above it
     max_step = min(COARSE_MAX_STEP, max(1, int(np.ceil(ILM_MAX_SLOPE * lateral_um / axial_um))))
-    ilm = best_path(np.ascontiguousarray(-score.transpose(2, 0, 1)), max_step, COARSE_STEP_PENALTY).T
-    found = np.take_along_axis(below, ilm[:, None, :], axis=1)[:, 0] >= 0.5
-    open_above = np.take_along_axis(above, ilm[:, None, :], axis=1)[:, 0] < 0.5
+    ilm = best_path(
+        np.negative(score, out=score), max_step, COARSE_STEP_PENALTY
+    )  # (n_coarse_ascans, n_bscans)
+    found = np.take_along_axis(below, ilm[..., None], axis=2)[..., 0] >= 0.5
+    open_above = np.take_along_axis(above, ilm[..., None], axis=2)[..., 0] < 0.5
 
     def strongest(values, lo_um, hi_um, from_z):
-        lo, hi = from_z[:, None, :] + lo_um / axial_um, from_z[:, None, :] + hi_um / axial_um
-        window = (z[None, :, None] >= lo) & (z[None, :, None] <= hi)
-        return np.argmax(np.where(window, values, -np.inf), axis=1)
+        window = (z >= from_z[..., None] + lo_um / axial_um) & (z <= from_z[..., None] + hi_um / axial_um)
+        return np.argmax(np.where(window, values, -np.inf), axis=2)
 
     isos = strongest(step, *ISOS_SEARCH_UM, ilm)
     bm = strongest(-step, *BM_BELOW_ISOS_UM, isos)
+    ilm, bm, found, open_above = ilm.T, bm.T, found.T, open_above.T
     return ilm.astype(np.float64), np.where(found, bm, np.nan), found, open_above
 
 

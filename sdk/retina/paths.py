@@ -31,6 +31,41 @@ def best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) ->
     return path.astype(np.intp, copy=False)
 
 
+def band_path(
+    score: np.ndarray,
+    scale: float,
+    low: np.ndarray,
+    high: np.ndarray,
+    max_step: int,
+    step_penalty: float,
+    outside_cost: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`numpy_band_path`'s result, computed by the compiled search where it is built (without
+    the GIL held and without making the cost array)."""
+    low, high = (np.ascontiguousarray(np.broadcast_to(v, score.shape[:2]), np.float64) for v in (low, high))
+    if _paths is not None and score.dtype == np.float32 and score.size:
+        rows = np.empty(score.shape[:2], np.int64)
+        refined = np.empty(score.shape[:2], np.float64)
+        if _paths.band_path(score, scale, low, high, outside_cost, max_step, step_penalty, rows, refined):
+            return rows.astype(np.intp, copy=False), refined
+    return numpy_band_path(score, scale, low, high, max_step, step_penalty, outside_cost)
+
+
+def numpy_band_path(score, scale, low, high, max_step, step_penalty, outside_cost):
+    """Best path where ``score / scale`` is high inside the rows [low, high] of each A-scan (a soft
+    limit: rows outside cost ``outside_cost``).
+
+    score : float32 (n_ascans, n_bscans, n_offsets); low, high : float rows (n_ascans, n_bscans),
+    broadcastable. Returns the chosen offsets, int (n_ascans, n_bscans), and their sub-pixel
+    positions (:func:`refine_subpixel` on -cost), float64 of that shape."""
+    values = score / scale
+    j = np.arange(values.shape[2])
+    inside = (j >= np.asarray(low)[..., None]) & (j <= np.asarray(high)[..., None])
+    cost = np.where(inside, -values, outside_cost)
+    rows = best_path(cost, max_step, step_penalty)
+    return rows, refine_subpixel(-cost, rows)
+
+
 def numpy_best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) -> np.ndarray:
     """Minimum-cost path through ``cost`` for every B-scan.
 

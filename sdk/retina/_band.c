@@ -1,0 +1,215 @@
+/* A band of rows around a reference surface, gathered, smoothed, summed and its axial edges
+   (sdk.retina.layers._Band), compiled.
+
+   The same float arithmetic as the numpy reference (_Band._numpy_fill), so that both give identical
+   arrays (tests/test_retina_kernels.py):
+   - gathered[a][b][j] = float32(data[b][clip(start[a][b] + j, 0, depth - 1)][a]);
+   - a Gaussian along A-scans, then B-scans, then rows, each pass as scipy.ndimage.correlate1d with
+     symmetric weights and mode "reflect": accumulated in double as
+     w[c] * x[i] + sum over m = c .. 1 of (x[i - m] + x[i + m]) * w[c - m], rounded to float32;
+   - cumulative sums along rows in float32, zero before the band and clamped after it;
+   - edge[j] = mean of rows j .. j+k-1 minus mean of rows j-k .. j-1 (clipped to the band), in double,
+     rounded to float32.
+
+   One call: fill(data, start, weights_a, weights_b, weights_r, k, pad, lo, hi, cumulative, edge) for the
+   A-scans [lo, hi): data C-contiguous float32 (n_b, depth, n_a), start int64 (n_a, n_b), weights float64
+   of odd length (a kernel of length 1 is a pass that changes nothing), cumulative float32
+   (n_a, n_b, rows + 2 pad + 1), edge float32 (n_a, n_b, rows). It runs without the GIL, so that
+   blocks of A-scans run in parallel threads. Only the buffer protocol is used (no numpy headers). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* scipy.ndimage's "reflect" extension (d c b a | a b c d | d c b a), periodic beyond one length */
+static Py_ssize_t reflect(Py_ssize_t i, Py_ssize_t n) {
+    const Py_ssize_t period = 2 * n;
+    i %= period;
+    if (i < 0) i += period;
+    return i < n ? i : period - 1 - i;
+}
+
+typedef struct {
+    const float *data;
+    const int64_t *start;
+    const double *w[3]; /* centre of each kernel: w[axis][-c .. c] */
+    Py_ssize_t c[3];
+    Py_ssize_t n_b, depth, n_a, rows, k, pad;
+    float *cumulative, *edge;
+} Band;
+
+/* gathered[a][b][j] for the A-scans [a0, a1) (reflected into the volume) into out[a - a0][j] */
+static void gather(const Band *band, Py_ssize_t b, Py_ssize_t a0, Py_ssize_t a1, float *out) {
+    for (Py_ssize_t t = a0; t < a1; t++) {
+        const Py_ssize_t a = reflect(t, band->n_a);
+        const int64_t first = band->start[a * band->n_b + b];
+        const float *column = band->data + b * band->depth * band->n_a + a;
+        float *line = out + (t - a0) * band->rows;
+        for (Py_ssize_t j = 0; j < band->rows; j++) {
+            int64_t z = first + j;
+            z = z < 0 ? 0 : (z >= band->depth ? band->depth - 1 : z);
+            line[j] = column[z * band->n_a];
+        }
+    }
+}
+
+/* the A-scans [lo, hi): smooth (hi - lo, n_b, rows) and the band's arrays; lines is room for
+   (hi - lo + 2 c_a) rows of gathered values, sums for rows doubles, line for rows + 2 c_r floats */
+static void fill(const Band *band, Py_ssize_t lo, Py_ssize_t hi, float *smooth, float *lines, double *sums,
+                 float *line) {
+    const Py_ssize_t n_b = band->n_b, rows = band->rows, k = band->k, pad = band->pad;
+    const Py_ssize_t ca = band->c[0], cb = band->c[1], cr = band->c[2];
+    const double *wa = band->w[0], *wb = band->w[1], *wr = band->w[2];
+    const Py_ssize_t n = hi - lo, length = rows + 2 * pad + 1;
+    /* along A-scans, B-scan by B-scan: the gathered lines of [lo - c_a, hi + c_a) */
+    for (Py_ssize_t b = 0; b < n_b; b++) {
+        gather(band, b, lo - ca, hi + ca, lines);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const float *x = lines + (i + ca) * rows; /* x[m * rows]: the line m A-scans on */
+            float *out = smooth + (i * n_b + b) * rows;
+            for (Py_ssize_t j = 0; j < rows; j++) sums[j] = (double)x[j] * wa[0];
+            for (Py_ssize_t m = ca; m >= 1; m--) {
+                const float *before = x - m * rows, *after = x + m * rows;
+                for (Py_ssize_t j = 0; j < rows; j++) sums[j] += ((double)before[j] + (double)after[j]) * wa[-m];
+            }
+            for (Py_ssize_t j = 0; j < rows; j++) out[j] = (float)sums[j];
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float *slab = smooth + i * n_b * rows;
+        float *cumulative = band->cumulative + (lo + i) * n_b * length;
+        float *edge = band->edge + (lo + i) * n_b * rows;
+        /* along B-scans (in place: each B-scan's new line is kept in the cumulative array first) */
+        for (Py_ssize_t b = 0; b < n_b; b++) {
+            const float *x = slab + b * rows;
+            for (Py_ssize_t j = 0; j < rows; j++) sums[j] = (double)x[j] * wb[0];
+            for (Py_ssize_t m = cb; m >= 1; m--) {
+                const float *before = slab + reflect(b - m, n_b) * rows, *after = slab + reflect(b + m, n_b) * rows;
+                for (Py_ssize_t j = 0; j < rows; j++) sums[j] += ((double)before[j] + (double)after[j]) * wb[-m];
+            }
+            float *kept = cumulative + b * length;
+            for (Py_ssize_t j = 0; j < rows; j++) kept[j] = (float)sums[j];
+        }
+        for (Py_ssize_t b = 0; b < n_b; b++) {
+            float *c = cumulative + b * length;
+            /* along rows, on the line extended by its reflections: x[-c_r .. rows + c_r) */
+            float *x = line + cr;
+            for (Py_ssize_t j = -cr; j < rows + cr; j++) x[j] = c[reflect(j, rows)];
+            for (Py_ssize_t j = 0; j < rows; j++) sums[j] = (double)x[j] * wr[0];
+            for (Py_ssize_t m = cr; m >= 1; m--)
+                for (Py_ssize_t j = 0; j < rows; j++) sums[j] += ((double)x[j - m] + (double)x[j + m]) * wr[-m];
+            /* c[pad + t] = sum of the first t smoothed rows, t = 0 .. rows, clamped at both ends */
+            for (Py_ssize_t t = 0; t <= pad; t++) c[t] = 0.0f;
+            float running = 0.0f;
+            for (Py_ssize_t j = 0; j < rows; j++) {
+                running += (float)sums[j];
+                c[pad + 1 + j] = running;
+            }
+            for (Py_ssize_t t = pad + 1 + rows; t < length; t++) c[t] = running;
+            float *e = edge + b * rows;
+            for (Py_ssize_t j = 0; j < rows; j++) {
+                const Py_ssize_t n_below = (j + k < rows ? j + k : rows) - j;
+                const Py_ssize_t n_above = j - (j - k > 0 ? j - k : 0);
+                const float below = c[pad + j + k] - c[pad + j], above = c[pad + j] - c[pad + j - k];
+                e[j] = (float)((double)below / (double)(n_below > 1 ? n_below : 1) -
+                               (double)above / (double)(n_above > 1 ? n_above : 1));
+            }
+        }
+    }
+}
+
+static int get_buffer(PyObject *object, Py_buffer *view, const char *name, char format, Py_ssize_t itemsize,
+                      int ndim, int writable) {
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    const char *f = view->format == NULL ? "" : (view->format[0] == '=' ? view->format + 1 : view->format);
+    if (view->ndim != ndim || view->itemsize != itemsize || f[0] != format || f[1] != '\0') {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous %d-D %s array", name, ndim,
+                     format == 'f' ? "float32" : (format == 'd' ? "float64" : "int64"));
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *band_fill(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *objects[7];
+    Py_ssize_t k, pad, lo, hi;
+    if (!PyArg_ParseTuple(args, "OOOOOnnnnOO", &objects[0], &objects[1], &objects[2], &objects[3], &objects[4], &k,
+                          &pad, &lo, &hi, &objects[5], &objects[6]))
+        return NULL;
+    static const char *names[7] = {"data", "start", "weights_a", "weights_b", "weights_r", "cumulative", "edge"};
+    const char int64_format = sizeof(long) == 8 ? 'l' : 'q'; /* int64 is 'l' on LP64 Linux */
+    const char formats[7] = {'f', int64_format, 'd', 'd', 'd', 'f', 'f'};
+    const Py_ssize_t sizes[7] = {4, 8, 8, 8, 8, 4, 4};
+    const int dims[7] = {3, 2, 1, 1, 1, 3, 3}, writable[7] = {0, 0, 0, 0, 0, 1, 1};
+    Py_buffer views[7];
+    int n_views = 0;
+    PyObject *result = NULL;
+    float *smooth = NULL, *lines = NULL, *line = NULL;
+    double *sums = NULL;
+    for (; n_views < 7; n_views++)
+        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
+                       dims[n_views], writable[n_views]) < 0)
+            goto done;
+    Band band = {.data = views[0].buf, .start = views[1].buf, .cumulative = views[5].buf, .edge = views[6].buf};
+    band.n_b = views[0].shape[0];
+    band.depth = views[0].shape[1];
+    band.n_a = views[0].shape[2];
+    band.rows = views[6].shape[2];
+    band.k = k;
+    band.pad = pad;
+    for (int axis = 0; axis < 3; axis++) {
+        const Py_ssize_t size = views[2 + axis].shape[0];
+        if (size % 2 == 0) {
+            PyErr_Format(PyExc_ValueError, "%s must have an odd length, not %zd", names[2 + axis], size);
+            goto done;
+        }
+        band.c[axis] = size / 2;
+        band.w[axis] = (const double *)views[2 + axis].buf + size / 2;
+    }
+    const Py_ssize_t n_a = band.n_a, n_b = band.n_b, rows = band.rows;
+    if (n_a == 0 || n_b == 0 || band.depth == 0 || rows == 0 || views[1].shape[0] != n_a ||
+        views[1].shape[1] != n_b || views[6].shape[0] != n_a || views[6].shape[1] != n_b ||
+        views[5].shape[0] != n_a || views[5].shape[1] != n_b || views[5].shape[2] != rows + 2 * pad + 1) {
+        PyErr_SetString(PyExc_ValueError, "start, cumulative and edge must match data's A-scans and B-scans");
+        goto done;
+    }
+    if (k < 1 || pad < k || lo < 0 || hi > n_a || lo >= hi) {
+        PyErr_Format(PyExc_ValueError, "need 1 <= k <= pad and 0 <= lo < hi <= n_ascans (k %zd, pad %zd, %zd..%zd)", k,
+                     pad, lo, hi);
+        goto done;
+    }
+    smooth = malloc(sizeof(float) * (size_t)((hi - lo) * n_b * rows));
+    lines = malloc(sizeof(float) * (size_t)((hi - lo + 2 * band.c[0]) * rows));
+    line = malloc(sizeof(float) * (size_t)(rows + 2 * band.c[2]));
+    sums = malloc(sizeof(double) * (size_t)rows);
+    if (smooth == NULL || lines == NULL || line == NULL || sums == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    fill(&band, lo, hi, smooth, lines, sums, line);
+    Py_END_ALLOW_THREADS;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(smooth);
+    free(lines);
+    free(line);
+    free(sums);
+    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"fill", band_fill, METH_VARARGS,
+     "fill(data, start, weights_a, weights_b, weights_r, k, pad, lo, hi, cumulative, edge): the band's "
+     "cumulative sums and edges of the A-scans [lo, hi)."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_band", "Compiled band of rows around a surface.", -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__band(void) { return PyModule_Create(&module); }
