@@ -275,7 +275,7 @@ def test_the_compiled_banded_search_gives_the_numpy_searchs_paths(shape, max_ste
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_banded_scores_that_are_not_finite_take_the_numpy_search(value):
     rng = np.random.default_rng(3)
-    score, low, high = banded_case(rng, (40, 6, 20))
+    score, low, high = banded_case(rng, (40, 40, 20))  # two blocks of B-scans
     score[rng.random(score.shape) < 0.05] = value
     rows, refined = band_path(score, 1.0, low, high, 2, 0.01, 100.0)
     expected_rows, expected_refined = numpy_band_path(score, 1.0, low, high, 2, 0.01, 100.0)

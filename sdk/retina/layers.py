@@ -398,37 +398,42 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
     The ILM is the best path where tissue (samples clearly above the background) lies below and
     vitreous above, with a dark-to-bright step at it. Below it, the photoreceptors' rise is the
     strongest dark-to-bright step, and Bruch's membrane the strongest fall just below that."""
-    # (n_coarse_ascans, n_bscans, depth): depth last, contiguous for the filters, sums and the search
-    c = gaussian_filter1d(np.ascontiguousarray(coarse.data.transpose(2, 0, 1)), 1.0, axis=2)
-    dx, n_b, dz = c.shape
+    n_b, dz, dx = coarse.data.shape
     axial_um = spacing_mm[1] * coarse.axial_factor * 1000.0
     lateral_um = spacing_mm[2] * coarse.lateral_factor * 1000.0
     scale = max(levels.tissue - levels.background, 1e-6)
     threshold = levels.background + max(
         ILM_TISSUE_SPREADS * levels.coarse_noise_sd, ILM_TISSUE_FRACTION * scale
     )
-    cumulative = np.zeros((dx, n_b, dz + 1), np.float32)
-    np.cumsum(c > threshold, axis=2, out=cumulative[..., 1:])
     z = np.arange(dz)
     n_below = max(1, int(round(TISSUE_BELOW_UM / axial_um)))
     n_above = max(1, int(round(VITREOUS_ABOVE_UM / axial_um)))
-    below = (np.take(cumulative, np.minimum(z + n_below, dz), axis=2) - cumulative[..., :dz]) / n_below
     # rows above the depth window are unseen, not vitreous: an ILM at the window's top edge (a retina
     # folded by the mirror artefact) has no vitreous above it
     unseen = np.maximum(n_above - z, 0).astype(np.float32)
-    above = (
-        cumulative[..., :dz] - np.take(cumulative, np.maximum(z - n_above, 0), axis=2) + unseen
-    ) / n_above
-    step = np.zeros_like(c)  # step[z]: c[z] - c[z-1], the edge between samples z-1 and z
-    np.subtract(c[..., 1:], c[..., :-1], out=step[..., 1:])
-    step /= scale
-    score = below - above
-    score += 0.5 * np.clip(step, -1.0, 1.0)
-    score[..., 0] = -OUTSIDE_COST  # an edge needs a sample above it
+    # (n_coarse_ascans, n_bscans, depth): depth last, contiguous for the filters, sums and the search;
+    # everything before the search is along depth, so blocks of coarse A-scans run in parallel threads
+    below, above, step, cost = (np.empty((dx, n_b, dz), np.float32) for _ in range(4))
+
+    def scores(lo, hi, *_):
+        c = gaussian_filter1d(np.ascontiguousarray(coarse.data[:, :, lo:hi].transpose(2, 0, 1)), 1.0, axis=2)
+        cumulative = np.zeros((hi - lo, n_b, dz + 1), np.float32)
+        np.cumsum(c > threshold, axis=2, out=cumulative[..., 1:])
+        sums = cumulative[..., :dz]
+        below[lo:hi] = (np.take(cumulative, np.minimum(z + n_below, dz), axis=2) - sums) / n_below
+        above[lo:hi] = (sums - np.take(cumulative, np.maximum(z - n_above, 0), axis=2) + unseen) / n_above
+        edge = step[lo:hi]  # edge[z]: c[z] - c[z-1], the edge between samples z-1 and z
+        edge[..., 0] = 0.0
+        np.subtract(c[..., 1:], c[..., :-1], out=edge[..., 1:])
+        edge /= scale
+        score = np.subtract(below[lo:hi], above[lo:hi], out=cost[lo:hi])
+        score += 0.5 * np.clip(edge, -1.0, 1.0)
+        score[..., 0] = -OUTSIDE_COST  # an edge needs a sample above it
+        np.negative(score, out=score)
+
+    for_blocks(scores, dx)
     max_step = min(COARSE_MAX_STEP, max(1, int(np.ceil(ILM_MAX_SLOPE * lateral_um / axial_um))))
-    ilm = best_path(
-        np.negative(score, out=score), max_step, COARSE_STEP_PENALTY
-    )  # (n_coarse_ascans, n_bscans)
+    ilm = best_path(cost, max_step, COARSE_STEP_PENALTY)  # (n_coarse_ascans, n_bscans)
     found = np.take_along_axis(below, ilm[..., None], axis=2)[..., 0] >= 0.5
     open_above = np.take_along_axis(above, ilm[..., None], axis=2)[..., 0] < 0.5
 
@@ -436,8 +441,13 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
         window = (z >= from_z[..., None] + lo_um / axial_um) & (z <= from_z[..., None] + hi_um / axial_um)
         return np.argmax(np.where(window, values, -np.inf), axis=2)
 
-    isos = strongest(step, *ISOS_SEARCH_UM, ilm)
-    bm = strongest(-step, *BM_BELOW_ISOS_UM, isos)
+    isos, bm = np.empty((2, dx, n_b), np.intp)
+
+    def layers_below(lo, hi, *_):
+        isos[lo:hi] = strongest(step[lo:hi], *ISOS_SEARCH_UM, ilm[lo:hi])
+        bm[lo:hi] = strongest(-step[lo:hi], *BM_BELOW_ISOS_UM, isos[lo:hi])
+
+    for_blocks(layers_below, dx)
     ilm, bm, found, open_above = ilm.T, bm.T, found.T, open_above.T
     return ilm.astype(np.float64), np.where(found, bm, np.nan), found, open_above
 

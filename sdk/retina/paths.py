@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sdk.retina.chunks import for_blocks
+
 try:  # the same search compiled (sdk/retina/_paths.c, built by pip install); numpy_best_path is the reference
     from sdk.retina import _paths
 except ImportError:  # a source tree without the build: the numpy search, 5-10x slower, the same paths
@@ -41,12 +43,23 @@ def band_path(
     outside_cost: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`numpy_band_path`'s result, computed by the compiled search where it is built (without
-    the GIL held and without making the cost array)."""
-    low, high = (np.ascontiguousarray(np.broadcast_to(v, score.shape[:2]), np.float64) for v in (low, high))
+    the GIL held and without making the cost array; blocks of B-scans in parallel threads)."""
+    low, high = (np.broadcast_to(v, score.shape[:2]) for v in (low, high))
     if _paths is not None and score.dtype == np.float32 and score.size:
         rows = np.empty(score.shape[:2], np.int64)
         refined = np.empty(score.shape[:2], np.float64)
-        if _paths.band_path(score, scale, low, high, outside_cost, max_step, step_penalty, rows, refined):
+        finite = []
+
+        def search(lo, hi, *_):
+            block_rows = np.empty((score.shape[0], hi - lo), np.int64)
+            block_refined = np.empty(block_rows.shape, np.float64)
+            limits = (np.ascontiguousarray(v[:, lo:hi], np.float64) for v in (low, high))
+            args = (outside_cost, max_step, step_penalty, block_rows, block_refined)
+            finite.append(_paths.band_path(score[:, lo:hi], scale, *limits, *args))
+            rows[:, lo:hi], refined[:, lo:hi] = block_rows, block_refined
+
+        for_blocks(search, score.shape[1])
+        if all(finite):
             return rows.astype(np.intp, copy=False), refined
     return numpy_band_path(score, scale, low, high, max_step, step_penalty, outside_cost)
 
