@@ -95,7 +95,11 @@ static void fill(const Band *band, Py_ssize_t lo, Py_ssize_t hi, float *smooth, 
             float *c = cumulative + b * length;
             /* along rows, on the line extended by its reflections: x[-c_r .. rows + c_r) */
             float *x = line + cr;
-            for (Py_ssize_t j = -cr; j < rows + cr; j++) x[j] = c[reflect(j, rows)];
+            for (Py_ssize_t j = 0; j < rows; j++) x[j] = c[j];
+            for (Py_ssize_t j = 1; j <= cr; j++) {
+                x[-j] = c[reflect(-j, rows)];
+                x[rows - 1 + j] = c[reflect(rows - 1 + j, rows)];
+            }
             for (Py_ssize_t j = 0; j < rows; j++) sums[j] = (double)x[j] * wr[0];
             for (Py_ssize_t m = cr; m >= 1; m--)
                 for (Py_ssize_t j = 0; j < rows; j++) sums[j] += ((double)x[j - m] + (double)x[j + m]) * wr[-m];
@@ -108,12 +112,17 @@ static void fill(const Band *band, Py_ssize_t lo, Py_ssize_t hi, float *smooth, 
             }
             for (Py_ssize_t t = pad + 1 + rows; t < length; t++) c[t] = running;
             float *e = edge + b * rows;
+            const float *s = c + pad; /* s[t]: the sum of the first t smoothed rows */
             for (Py_ssize_t j = 0; j < rows; j++) {
+                if (j == k && rows - k > k) { /* whole windows both sides: one divisor, vector units */
+                    const double n = (double)k;
+                    for (; j < rows - k; j++)
+                        e[j] = (float)((double)(s[j + k] - s[j]) / n - (double)(s[j] - s[j - k]) / n);
+                }
                 const Py_ssize_t n_below = (j + k < rows ? j + k : rows) - j;
                 const Py_ssize_t n_above = j - (j - k > 0 ? j - k : 0);
-                const float below = c[pad + j + k] - c[pad + j], above = c[pad + j] - c[pad + j - k];
-                e[j] = (float)((double)below / (double)(n_below > 1 ? n_below : 1) -
-                               (double)above / (double)(n_above > 1 ? n_above : 1));
+                e[j] = (float)((double)(s[j + k] - s[j]) / (double)(n_below > 1 ? n_below : 1) -
+                               (double)(s[j] - s[j - k]) / (double)(n_above > 1 ? n_above : 1));
             }
         }
     }

@@ -135,8 +135,8 @@ def refine_subpixel(strength: np.ndarray, index: np.ndarray) -> np.ndarray:
         return index.astype(np.float64)
     i = np.clip(index, 1, n_o - 2)[..., None]
     left, mid, right = (np.take_along_axis(strength, i + k, axis=2)[..., 0] for k in (-1, 0, 1))
-    curvature = left - 2.0 * mid + right
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # non-finite strengths: no shift (below)
+        curvature = left - 2.0 * mid + right
         delta = np.where(curvature < 0, 0.5 * (left - right) / curvature, 0.0)
     delta = np.clip(np.nan_to_num(delta), -0.5, 0.5)
     return np.where((index >= 1) & (index <= n_o - 2), index + delta, index).astype(np.float64)
