@@ -45,7 +45,6 @@ import zipfile
 from collections.abc import Callable, Mapping
 
 import numpy as np
-from scipy.special import expit
 
 from sdk.errors import BundleError, FileError
 from sdk.files import write_atomically
@@ -390,8 +389,13 @@ def _read_calibrators(reader: _Reader, m: int, method: str, n_classes: int) -> l
 
 
 def _sigmoid_calibrator(a: float, b: float) -> Calibrator:
-    """scikit-learn's _SigmoidCalibration: p = expit(-(a f + b))."""
-    return lambda scores: expit(-(a * scores + b))
+    """scikit-learn's _SigmoidCalibration: p = expit(-(a f + b)) = 1 / (1 + exp(a f + b))."""
+
+    def calibrated(scores):
+        with np.errstate(over="ignore"):  # exp overflows to inf where p is 0
+            return 1.0 / (1.0 + np.exp(a * scores + b))
+
+    return calibrated
 
 
 def _isotonic_calibrator(reader: _Reader, prefix: str) -> Calibrator:

@@ -306,3 +306,21 @@ def test_a_classifier_that_cannot_load_its_networks_closes_the_bundle(bundle_dir
         sdk.Classifier.of_bundle(bundle, "tensorrt")
     with pytest.raises(BundleError):
         bundle.read("manifest.json")
+
+
+def test_scipy_ndimage_is_imported_by_load_in_a_thread_not_by_importing_the_sdk(bundle_dir):
+    """Importing the SDK and reading a bundle leave scipy.ndimage (0.3-0.5 s to import) alone;
+    Classifier.load starts its import in a thread, once, and the front end works with it."""
+    code = (
+        "import sys, threading\nimport sdk, sdk.maps\nfrom sdk.bundle import Bundle\n"
+        "Bundle.load(sys.argv[1]).close()\n"
+        "assert 'scipy.ndimage' not in sys.modules, 'imported by the SDK'\n"
+        "started = []\nstart = threading.Thread.start\n"
+        "threading.Thread.start = lambda self: (started.append(self.name), start(self))[1]\n"
+        "for _ in range(2):\n    sdk.Classifier.load(sys.argv[1], backend='onnxruntime').close()\n"
+        "assert started.count('octc-import') == 1, started\n"
+        "import phantom\n"
+        "assert sdk.maps.extract(phantom.make_eye('FI', seed=1, shape=(16, 248, 128)).volume)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(bundle_dir)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

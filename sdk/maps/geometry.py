@@ -10,8 +10,8 @@ outside the scanned field.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
+from sdk import ndimage
 from sdk.errors import InvalidVolume
 
 MAP_SIZE_PX = 224
@@ -52,8 +52,8 @@ def sample(en_face: np.ndarray, spacing_mm, y_mm, x_mm) -> np.ndarray:
     cols = x_mm / spacing_mm[2] - 0.5
     coords = np.stack([rows, cols])
     invalid = ~np.isfinite(en_face)
-    values = map_coordinates(np.where(invalid, 0.0, en_face), coords, order=1, mode="nearest")
-    touched = map_coordinates(invalid.astype(np.float32), coords, order=1, mode="nearest") > 0
+    values = ndimage.map_coordinates(np.where(invalid, 0.0, en_face), coords, order=1, mode="nearest")
+    touched = ndimage.map_coordinates(invalid.astype(np.float32), coords, order=1, mode="nearest") > 0
     n_b, n_a = en_face.shape
     outside = (rows < -0.5) | (rows > n_b - 0.5) | (cols < -0.5) | (cols > n_a - 0.5)
     return np.where(touched | outside, np.nan, values).astype(np.float32)

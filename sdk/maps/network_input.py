@@ -10,8 +10,8 @@ constants are written into every bundle's manifest.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import zoom
 
+from sdk import ndimage
 from sdk.maps.geometry import GCC_FIELD_MM, MAP_SIZE_PX, RNFL_FIELD_MM
 
 MAP_NAMES = ("rnfl_thickness", "gcc_thickness", "rnfl_deviation", "gcc_deviation")
@@ -51,7 +51,7 @@ def to_network_input(maps: np.ndarray, input_hw=(MAP_SIZE_PX, MAP_SIZE_PX)) -> n
     normalised = np.where(np.isfinite(normalised), normalised, FILL_VALUE).astype(np.float32)
     height, width = input_hw
     if (height, width) != (MAP_SIZE_PX, MAP_SIZE_PX):
-        normalised = zoom(
+        normalised = ndimage.zoom(
             normalised,
             (1, height / MAP_SIZE_PX, width / MAP_SIZE_PX),
             order=1,

@@ -20,8 +20,8 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from sdk import ndimage
 from sdk.retina.chunks import in_parallel
 
 # a contrast below this fraction of its median is absent: the RPE's fall at Bruch's membrane (halfway:

@@ -28,8 +28,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, gaussian_filter1d, median_filter
 
+from sdk import ndimage
 from sdk.retina.chunks import for_blocks
 from sdk.retina.intensity import Coarse, Levels
 from sdk.retina.paths import band_path, best_path
@@ -257,7 +257,9 @@ class _Band:
             + np.arange(read_lo, read_hi)[:, None, None]
         )
         gathered = np.take(data.reshape(-1), flat).astype(np.float32)
-        smooth = gaussian_filter(gathered, sigma, truncate=GAUSSIAN_TRUNCATE)[lo - read_lo : hi - read_lo]
+        smooth = ndimage.gaussian_filter(gathered, sigma, truncate=GAUSSIAN_TRUNCATE)[
+            lo - read_lo : hi - read_lo
+        ]
         # cumulative sums along rows, clamped beyond both ends so window sums are plain slices
         cumulative = self.cumulative[lo:hi]
         cumulative[..., : self.pad + 1] = 0.0
@@ -308,25 +310,22 @@ class _Band:
         """Best path (float rows, sub-pixel) where ``score(r0, r1, traced)`` is high, between rows
         ``low`` and ``high`` (numbers or (n_ascans, n_bscans) arrays; a soft limit), and the edge step
         along it (of ``score``, or of :meth:`fall` with ``fall_contrast``), zero where negative; on the
-        B-scans ``bscans`` only (indices; default all), each result (n_ascans, n_traced_bscans).
-
-        All B-scans are traced in one pass, not in parallel blocks: the numpy path search steps
-        through A-scans in a Python loop of small numpy calls that hold the GIL, and threads contending
-        for it made the front end 2-3x slower on 4, 8 and 16 cores of a Xeon (no gain on 2)."""
+        B-scans ``bscans`` only (indices; default all), each result (n_ascans, n_traced_bscans)."""
         traced = slice(None) if bscans is None else bscans
         low = np.broadcast_to(np.ceil(low), self.start.shape)[:, traced]
         high = np.maximum(np.broadcast_to(np.floor(high), self.start.shape)[:, traced], low)  # may meet
         r0 = int(np.clip(low.min(), 0, self.rows - 1))
         r1 = int(np.clip(high.max() + 1, r0 + 1, self.rows))
-        scores = score(r0, r1, traced)
-        rows, refined = band_path(
-            scores, self.scale, low - r0, high - r0, max_step, STEP_PENALTY, OUTSIDE_COST
-        )
+        if score == self.fall:  # the rise over -scale: the same values (x / -s is -x / s), no negated copy
+            scores, scale = self.rise(r0, r1, traced), -self.scale
+        else:
+            scores, scale = score(r0, r1, traced), self.scale
+        rows, refined = band_path(scores, scale, low - r0, high - r0, max_step, STEP_PENALTY, OUTSIDE_COST)
         if fall_contrast:  # the fall at the chosen rows, as (fall / scale) * scale over the whole band
             b = np.arange(self.start.shape[1])[traced]
             edge = -self.edge[np.arange(len(rows))[:, None], b[None, :], rows + r0] / self.scale
         else:
-            edge = np.take_along_axis(scores, rows[..., None], axis=2)[..., 0] / self.scale
+            edge = np.take_along_axis(scores, rows[..., None], axis=2)[..., 0] / scale
         return refined + r0, np.maximum(edge * self.scale, 0.0)
 
     def depth_of(self, rows):
@@ -416,7 +415,9 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
     below, above, step, cost = (np.empty((dx, n_b, dz), np.float32) for _ in range(4))
 
     def scores(lo, hi, *_):
-        c = gaussian_filter1d(np.ascontiguousarray(coarse.data[:, :, lo:hi].transpose(2, 0, 1)), 1.0, axis=2)
+        c = ndimage.gaussian_filter1d(
+            np.ascontiguousarray(coarse.data[:, :, lo:hi].transpose(2, 0, 1)), 1.0, axis=2
+        )
         cumulative = np.zeros((hi - lo, n_b, dz + 1), np.float32)
         np.cumsum(c > threshold, axis=2, out=cumulative[..., 1:])
         sums = cumulative[..., :dz]
@@ -457,8 +458,8 @@ def _robust_reference(surface_coarse, coarse: Coarse, spacing_mm):
     fallback = np.nanmedian(surface_coarse) if np.isfinite(surface_coarse).any() else 0.0
     filled = np.where(np.isnan(surface_coarse), fallback, surface_coarse)
     width = max(3, int(round(REFERENCE_WINDOW_MM / (spacing_mm[2] * coarse.lateral_factor))) | 1)
-    reference = median_filter(filled, size=(3, width), mode="nearest")
-    return gaussian_filter(reference, (0.7, 1.0), mode="nearest")
+    reference = ndimage.median_filter(filled, size=(3, width), mode="nearest")
+    return ndimage.gaussian_filter(reference, (0.7, 1.0), mode="nearest")
 
 
 def _vitreous_levels(data, top_of_retina_px, levels: Levels) -> Levels:
