@@ -12,7 +12,7 @@ import phantom
 import sdk
 from sdk.retina import layers, paths
 from sdk.retina.chunks import for_blocks, in_parallel
-from sdk.retina.intensity import bin_ascans
+from sdk.retina.intensity import bin_ascans, percentiles
 from sdk.retina.paths import band_path, best_path, numpy_band_path, numpy_best_path
 
 needs_kernels = pytest.mark.skipif(
@@ -293,3 +293,19 @@ def test_a_segmentation_is_identical_with_the_kernels_and_without(without_kernel
     for name, surface in compiled.surfaces.items():
         np.testing.assert_array_equal(surface, numpy.surfaces[name], err_msg=name)
     assert compiled.quality == numpy.quality
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_percentiles_are_numpys_exactly(dtype):
+    """The histogram route for unsigned 8/16-bit volumes gives np.percentile's floats, bit for bit
+    (a strided sample of a volume, ties, one value, the ends and the fractions the front end uses)."""
+    rng = np.random.default_rng(7)
+    high = 256 if dtype == np.uint8 else 4000
+    for n, q in [
+        (2001, (0.1, 99.9)),
+        (7, (0.1, 50, 99.9)),
+        (1, (0.1, 99.9)),
+        (6000, tuple(rng.uniform(0, 100, 40))),
+    ]:
+        data = rng.integers(0, high, size=(3, n, 2)).astype(dtype)[::2, :, ::2]
+        assert percentiles(data, q) == [float(v) for v in np.percentile(data, q)]
