@@ -1,22 +1,24 @@
 """The segmentation's array kernels against plain reference implementations: the minimum-cost path
 (against exhaustive Viterbi in Python; the compiled search against the numpy one, path for path),
-the compiled band and banded path search against their numpy references (identical arrays, and a
-whole segmentation identical with the kernels and without), parallel blocks with a halo (against the
-whole-array filter), A-scan binning (against reshape-and-mean)."""
+the compiled band, banded path search and median filter against their numpy and scipy references
+(identical arrays, and a whole segmentation identical with the kernels and without), parallel blocks
+with a halo (against the whole-array filter), A-scan binning (against reshape-and-mean), percentiles
+(against numpy's)."""
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.ndimage import gaussian_filter
 
 import phantom
 import sdk
-from sdk.retina import layers, paths
+from sdk.retina import layers, median, paths
 from sdk.retina.chunks import for_blocks, in_parallel
 from sdk.retina.intensity import bin_ascans, percentiles
 from sdk.retina.paths import band_path, best_path, numpy_band_path, numpy_best_path
 
 needs_kernels = pytest.mark.skipif(
-    paths._paths is None or layers._band is None,
+    paths._paths is None or layers._band is None or median._median is None,
     reason="the compiled kernels are not built (pip install -e .)",
 )
 
@@ -28,6 +30,7 @@ def without_kernels(monkeypatch):
     def switch_off():
         monkeypatch.setattr(paths, "_paths", None)
         monkeypatch.setattr(layers, "_band", None)
+        monkeypatch.setattr(median, "_median", None)
 
     return switch_off
 
@@ -309,3 +312,44 @@ def test_percentiles_are_numpys_exactly(dtype):
     ]:
         data = rng.integers(0, high, size=(3, n, 2)).astype(dtype)[::2, :, ::2]
         assert percentiles(data, q) == [float(v) for v in np.percentile(data, q)]
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "shape, size", [((128, 512), (3, 7)), ((64, 256), (5, 7)), ((9, 4), (3, 31)), ((1, 1), (5, 5))]
+)
+def test_the_compiled_median_is_scipys(dtype, shape, size):
+    """Every pixel's median as scipy.ndimage.median_filter(mode="nearest") gives it: ties, windows
+    wider than the map, a single pixel."""
+    rng = np.random.default_rng(shape[0])
+    values = rng.normal(size=shape).astype(dtype)
+    values[:, ::3] = np.round(values[:, ::3] * 2) / 2  # ties
+    got = median.median_filter(values, size)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, ndimage.median_filter(values, size, mode="nearest"))
+
+
+@pytest.mark.parametrize("case", ["nan", "even", "int"])
+def test_nan_maps_even_windows_and_integers_go_to_scipy(case):
+    rng = np.random.default_rng(1)
+    values, size = rng.normal(size=(20, 30)), (3, 5)
+    if case == "nan":
+        values[4, 4] = np.nan
+    elif case == "even":
+        size = (2, 4)
+    else:
+        values = rng.integers(0, 9, size=(20, 30))
+    expected = ndimage.median_filter(values, size, mode="nearest")
+    np.testing.assert_array_equal(median.median_filter(values, size), expected)
+
+
+@needs_kernels
+def test_the_compiled_median_checks_its_buffers():
+    values = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match="odd"):
+        median._median.median_filter(values, 2, 3, np.empty_like(values))
+    with pytest.raises(TypeError, match="one shape"):
+        median._median.median_filter(values, 3, 3, np.empty((4, 5), np.float64))
+    with pytest.raises(TypeError, match="one shape"):
+        median._median.median_filter(values, 3, 3, np.empty((5, 4), np.float32))

@@ -23,6 +23,7 @@ import numpy as np
 
 from sdk import ndimage
 from sdk.retina.chunks import in_parallel
+from sdk.retina.median import median_filter
 
 # a contrast below this fraction of its median is absent: the RPE's fall at Bruch's membrane (halfway:
 # the RPE runs on to the opening) and the retina's layering (near zero: over atrophy the layers
@@ -85,9 +86,7 @@ def find_disc(bm_fall: np.ndarray, layering: np.ndarray, retina_um: np.ndarray, 
     # a median, not a blur: thin lines of contrast (a cup wall crossing the level of Bruch's membrane,
     # vessel walls) vanish instead of spreading into the opening
     size = tuple(max(1, round(DISC_MEDIAN_MM / s)) | 1 for s in (spacing_mm[0], spacing_mm[2]))
-    fall, layered = in_parallel(
-        *(functools.partial(ndimage.median_filter, c, size, mode="nearest") for c in (bm_fall, layering))
-    )
+    fall, layered = in_parallel(*(functools.partial(median_filter, c, size) for c in (bm_fall, layering)))
     for scale in (1.0, DISC_COARSE_SCALE):
         candidate = (fall < scale * DISC_BM_FALL * np.median(fall)) & (
             layered < scale * DISC_LAYERING * np.median(layered)
@@ -144,7 +143,7 @@ def _pit_response(thickness_um, spacing_mm):
     size = tuple(max(1, round(FOVEA_MEDIAN_MM / s)) | 1 for s in (spacing_mm[0], spacing_mm[2]))
     finite = np.isfinite(thickness_um)
     filled = np.where(finite, thickness_um, np.nanmedian(thickness_um) if finite.any() else 0.0)
-    clean = ndimage.median_filter(filled, size, mode="nearest")
+    clean = median_filter(filled, size)
 
     def blur(sigma_mm):
         return ndimage.gaussian_filter(

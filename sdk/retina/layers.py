@@ -32,6 +32,7 @@ import numpy as np
 from sdk import ndimage
 from sdk.retina.chunks import for_blocks
 from sdk.retina.intensity import Coarse, Levels
+from sdk.retina.median import median_filter
 from sdk.retina.paths import band_path, best_path
 
 try:  # the band stage compiled (sdk/retina/_band.c, built by pip install); _Band._numpy_fill is the reference
@@ -458,7 +459,7 @@ def _robust_reference(surface_coarse, coarse: Coarse, spacing_mm):
     fallback = np.nanmedian(surface_coarse) if np.isfinite(surface_coarse).any() else 0.0
     filled = np.where(np.isnan(surface_coarse), fallback, surface_coarse)
     width = max(3, int(round(REFERENCE_WINDOW_MM / (spacing_mm[2] * coarse.lateral_factor))) | 1)
-    reference = ndimage.median_filter(filled, size=(3, width), mode="nearest")
+    reference = median_filter(filled, (3, width))
     return ndimage.gaussian_filter(reference, (0.7, 1.0), mode="nearest")
 
 
