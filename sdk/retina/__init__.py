@@ -1,4 +1,5 @@
-"""Retinal layer segmentation, optic disc, fovea and scan quality (numpy/scipy only).
+"""Retinal layer segmentation, optic disc, fovea and scan quality (numpy and scipy; the heaviest
+steps also in C, `_paths.c`, `_band.c`, `_median.c`, with identical results where they are built).
 
 seg = sdk.retina.segment(volume)
 seg.surfaces["ILM"]            # (n_bscans, n_ascans) axial px; also RNFL_GCL, IPL_INL, BM

@@ -68,7 +68,7 @@ def prepare(volume: OCTVolume) -> Working:
 
 def percentiles(sample: np.ndarray, q) -> list[float]:
     """``np.percentile(sample, q)`` (its default, linear method), each a float, with numpy's
-    arithmetic; for 8- and 16-bit unsigned integers from a histogram (no sort, no copy), else by numpy.
+    arithmetic; for 8- and 16-bit unsigned integers from a histogram (no sort), else by numpy.
     """
     if sample.dtype not in (np.uint8, np.uint16):
         return [float(v) for v in np.percentile(sample, q)]

@@ -305,7 +305,7 @@ class _Band:
     def mean_below(self, length, r0, r1, traced=slice(None)):
         """Mean smoothed level of rows [j, j + length) for the rows j in [r0, r1), float32."""
         total, n = self._window_sum(r0, r1, 0, length, (slice(None), traced))
-        return total / n.astype(np.float32)  # float32 division: float64's, rounded (no double rounding)
+        return total / n.astype(np.float32)  # in float32: float64's quotient rounded, exactly
 
     def trace(self, score, low, high, max_step, fall_contrast=False, bscans=None):
         """Best path (float rows, sub-pixel) where ``score(r0, r1, traced)`` is high, between rows
