@@ -75,7 +75,7 @@ _route_output()
 # ruff: noqa: E402  (output is routed before anything that might print is imported)
 import numpy as np
 
-from sdk.backends import make_backend
+from sdk import ndimage
 from sdk.bundle import Bundle
 from sdk.classifier import Classifier
 from sdk.errors import BackendUnavailable, BundleError, FileError
@@ -142,17 +142,16 @@ def _fit(text: str, size: int) -> bytes:
 
 
 def _load(bundle_path: str, backend: str, precision, cache_dir, trusted_keys, threads: int) -> Classifier:
-    """Classifier.load with the number of threads: Classifier.load has no ``threads`` argument, so
-    its steps are taken here with make_backend's."""
-    bundle = Bundle.load(bundle_path, trusted_keys=trusted_keys)
+    """Classifier.load with the number of threads (Bundle.load, then Classifier.of_bundle, which
+    closes the bundle if it fails). The front end's scipy import runs beside both and is waited for
+    here, so that no thread of the SDK outlives octc_open (the host counts its threads) and the first
+    octc_classify does not pay for it."""
+    importer = ndimage.preload()
     try:
-        backend = make_backend(
-            bundle, backend, precision=precision, cache_dir=cache_dir, threads=threads or None
-        )
-        return Classifier(bundle, backend)
-    except BaseException:
-        bundle.close()
-        raise
+        bundle = Bundle.load(bundle_path, trusted_keys=trusted_keys)
+        return Classifier.of_bundle(bundle, backend, precision, cache_dir, threads=threads or None)
+    finally:
+        importer.join()
 
 
 def open(
