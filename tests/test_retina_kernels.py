@@ -221,6 +221,7 @@ def test_the_compiled_band_gives_the_numpy_bands_arrays(shape, sigma, dtype, wit
     rng = np.random.default_rng(sum(shape))
     data = (rng.random(shape) * 255).astype(dtype)
     reference = rng.uniform(-10, shape[1] + 10, size=(shape[0], shape[2]))  # some bands leave the A-scan
+    reference.flat[0], reference.flat[-1] = -1e15, 1e15  # far outside: every row the first or last sample
     compiled, numpy = bands(data, reference, sigma, without_kernels)
     np.testing.assert_array_equal(compiled.cumulative, numpy.cumulative)
     np.testing.assert_array_equal(compiled.edge, numpy.edge)

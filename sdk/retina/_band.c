@@ -43,7 +43,8 @@ typedef struct {
 static void gather(const Band *band, Py_ssize_t b, Py_ssize_t a0, Py_ssize_t a1, float *out) {
     for (Py_ssize_t t = a0; t < a1; t++) {
         const Py_ssize_t a = reflect(t, band->n_a);
-        const int64_t first = band->start[a * band->n_b + b];
+        int64_t first = band->start[a * band->n_b + b]; /* kept near the volume: first + j cannot overflow */
+        first = first < -band->rows ? -band->rows : (first > band->depth ? band->depth : first);
         const float *column = band->data + b * band->depth * band->n_a + a;
         float *line = out + (t - a0) * band->rows;
         for (Py_ssize_t j = 0; j < band->rows; j++) {
