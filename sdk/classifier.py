@@ -65,7 +65,6 @@ class Classifier:
             os.pathsep), and when that is unset too, any bundle loads and Diagnosis.signer is None.
             With keys configured an unsigned or wrongly signed bundle raises BundleError.
         """
-        ndimage.preload()  # the front end's scipy import, while the bundle is read (sdk/ndimage.py)
         bundle = Bundle.load(bundle_dir, trusted_keys=trusted_keys)
         return cls.of_bundle(bundle, backend, precision, cache_dir)
 
@@ -81,7 +80,7 @@ class Classifier:
         """The second half of :meth:`load`: the networks of a ``Bundle.load``-ed bundle loaded and
         warmed up (``threads``: CPU threads per network, as make_backend takes). The Classifier owns
         ``bundle`` from then on: it closes it, also when this raises."""
-        ndimage.preload()
+        ndimage.preload()  # the front end's scipy import, beside building the networks (sdk/ndimage.py)
         try:
             made = make_backend(bundle, backend, precision=precision, cache_dir=cache_dir, threads=threads)
             classifier = cls(bundle, made)

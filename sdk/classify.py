@@ -108,10 +108,8 @@ def load_classifier(args, first_volume: Path | None = None):
     process answers sooner (docs/ARCHITECTURE.md, "Start-up"). The thread's errors are the volume's,
     reported when its result is asked for."""
     import sdk
-    from sdk import ndimage
     from sdk.bundle import Bundle
 
-    ndimage.preload()  # the front end's scipy import, while the bundle is read (sdk/ndimage.py)
     with naming_the_bundle(args.bundle):
         bundle = Bundle.load(args.bundle, trusted_keys=args.trusted_keys)
         if first_volume is None:

@@ -3,11 +3,11 @@
 With scipy 1.15 and later, importing scipy.ndimage costs 0.3-0.5 s on the 2-core CPU (its array-API
 layer imports array_api_compat, which walks numpy's namespace), more than loading a small bundle.
 The front end reaches scipy.ndimage through this module (``from sdk import ndimage``, then
-``ndimage.median_filter(...)``), so importing the SDK does not pay for it; ``Classifier.load`` (and
-the C library's octc_open, which then waits for it) calls :func:`preload` first, so that the import
-runs while the bundle is read and the networks are built (work that mostly releases the GIL), and the
-first scan does not wait for it either. A call made while the import runs waits for it (Python's
-per-module import lock).
+``ndimage.median_filter(...)``), so importing the SDK does not pay for it; ``Classifier.of_bundle``
+(which Classifier.load, the CLI, sdk.batch and the C library's octc_open all load through; octc_open
+then waits for it) calls :func:`preload` first, so that the import runs while the networks are built
+(work that mostly releases the GIL), and the first scan does not wait for it either. A call made
+while the import runs waits for it (Python's per-module import lock).
 """
 
 from __future__ import annotations

@@ -143,15 +143,14 @@ def _fit(text: str, size: int) -> bytes:
 
 def _load(bundle_path: str, backend: str, precision, cache_dir, trusted_keys, threads: int) -> Classifier:
     """Classifier.load with the number of threads (Bundle.load, then Classifier.of_bundle, which
-    closes the bundle if it fails). The front end's scipy import runs beside both and is waited for
-    here, so that no thread of the SDK outlives octc_open (the host counts its threads) and the first
-    octc_classify does not pay for it."""
-    importer = ndimage.preload()
+    closes the bundle if it fails). of_bundle starts the front end's scipy import beside building the
+    networks; it is waited for here, so that no thread of the SDK outlives octc_open (the host counts
+    its threads) and the first octc_classify does not pay for it."""
+    bundle = Bundle.load(bundle_path, trusted_keys=trusted_keys)
     try:
-        bundle = Bundle.load(bundle_path, trusted_keys=trusted_keys)
         return Classifier.of_bundle(bundle, backend, precision, cache_dir, threads=threads or None)
     finally:
-        importer.join()
+        ndimage.preload().join()
 
 
 def open(
