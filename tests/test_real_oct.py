@@ -27,11 +27,11 @@ NOT_MET = {
     # the highly myopic scan's retina is folded by the top of the depth window and its inner layer is
     # split (schisis or a traction membrane): the device and we put the ILM on opposite sides
     (FOLDED, "ILM"): "ILM mean 7.7 px on the A-scans with vitreous above",
-    (FOLDED, "BM"): "BM mean 13.0 px",
+    (FOLDED, "BM"): "BM mean 12.7 px",
     (FOLDED, "RNFL_GCL"): "outer RNFL mean 16.9 px",
     # the device's BM is a smooth contour that sits on the RPE peak in one place and 6 px below the
     # steepest fall in another; ours is the steepest fall
-    ("topcon-3doct1000-macula-OS-1bscan.fda", "BM"): "BM mean 2.42 px, bias -0.94 px",
+    ("topcon-3doct1000-macula-OS-1bscan.fda", "BM"): "BM mean 2.39 px, bias -0.97 px",
 }
 
 

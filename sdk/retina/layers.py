@@ -46,9 +46,15 @@ TISSUE_BELOW_UM = 100.0  # the ILM has tissue for this far below it ...
 VITREOUS_ABOVE_UM = 150.0  # ... and vitreous for this far above it
 ILM_MAX_SLOPE = 1.2  # steepest ILM between coarse A-scans (cup walls), um axial per um lateral
 COARSE_STEP_PENALTY = 0.05  # per coarse sample of ILM change, in units of the ILM score
-ISOS_SEARCH_UM = (60.0, 600.0)  # the photoreceptors' rise lies this far below the ILM (outside the disc)
-BM_BELOW_ISOS_UM = (20.0, 110.0)  # Bruch's membrane, the bottom of the RPE, lies this far below it
-REFERENCE_WINDOW_MM = 3.2  # robust (median) window that bridges the optic disc
+# the photoreceptors' rise lies this far below the ILM outside the disc (the foveola keeps its ONL
+# and inner segments, about 160 um; from 100 um on, a coarse ILM drawn up to 40 um high, where a
+# thick RNFL brightens slowly below it, does not put that brightening in the window)
+ISOS_SEARCH_UM = (100.0, 600.0)
+OUTER_COMPLEX_UM = 110.0  # the RPE/BM band's brightest level lies within this far below that rise ...
+BM_BELOW_PEAK_UM = 50.0  # ... and Bruch's membrane, the strongest fall below it, within this far of it
+REFERENCE_WINDOW_MM = 3.2  # robust (median) window, along and across B-scans, that bridges the optic disc
+REFERENCE_INLIER_UM = 100.0  # coarse BM this close to that median bends the reference to its local shape
+REFERENCE_PULL_MM = 0.3  # ... averaged with a Gaussian of this sd (the tilt around a myopic disc)
 VITREOUS_MARGIN_UM = 60.0  # noise is measured this far above the ILM and higher
 MIN_VITREOUS_VOXELS = 1000
 ILM_SEARCH_UM = 40.0  # fine search around the coarse ILM
@@ -399,7 +405,10 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
 
     The ILM is the best path where tissue (samples clearly above the background) lies below and
     vitreous above, with a dark-to-bright step at it. Below it, the photoreceptors' rise is the
-    strongest dark-to-bright step, and Bruch's membrane the strongest fall just below that."""
+    strongest dark-to-bright step; the RPE/BM band is the brightest level below that rise, and
+    Bruch's membrane the strongest fall just below that level. Not the strongest fall below the rise:
+    over atrophy (only Bruch's membrane left, a thin bright line straight below the ONL) the choroid
+    beneath shines through, and its slow decline is a stronger fall than the line's own edge."""
     n_b, dz, dx = coarse.data.shape
     axial_um = spacing_mm[1] * coarse.axial_factor * 1000.0
     lateral_um = spacing_mm[2] * coarse.lateral_factor * 1000.0
@@ -449,7 +458,9 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
 
     def layers_below(lo, hi, *_):
         isos[lo:hi] = strongest(step[lo:hi], *ISOS_SEARCH_UM, ilm[lo:hi])
-        bm[lo:hi] = strongest(-step[lo:hi], *BM_BELOW_ISOS_UM, isos[lo:hi])
+        level = np.cumsum(step[lo:hi], axis=2)  # the smoothed level, (c[z] - c[0]) / scale
+        peak = strongest(level, 0.0, OUTER_COMPLEX_UM, isos[lo:hi])
+        bm[lo:hi] = strongest(-step[lo:hi], axial_um, BM_BELOW_PEAK_UM, peak)
 
     for_blocks(layers_below, dx)
     ilm, bm, found, open_above = ilm.T, bm.T, found.T, open_above.T
@@ -457,11 +468,28 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
 
 
 def _robust_reference(surface_coarse, coarse: Coarse, spacing_mm):
-    """Smooth surface: a wide median along each B-scan ignores the disc, then light smoothing."""
+    """Smooth surface (n_bscans, n_coarse_ascans) in coarse samples from a coarse one (NaN unknown).
+
+    A wide median along each B-scan, then across B-scans, ignores the disc (its second pass bridges
+    the B-scans through a disc wider than half the first window). The coarse values within
+    REFERENCE_INLIER_UM of it then bend it to the surface's local shape: the Gaussian-weighted mean
+    of their residuals is added, fading where fewer than half the values nearby are such inliers
+    (inside the disc). Then light smoothing."""
     fallback = np.nanmedian(surface_coarse) if np.isfinite(surface_coarse).any() else 0.0
     filled = np.where(np.isnan(surface_coarse), fallback, surface_coarse)
-    width = max(3, int(round(REFERENCE_WINDOW_MM / (spacing_mm[2] * coarse.lateral_factor))) | 1)
-    reference = median_filter(filled, (3, width))
+    lateral_mm = spacing_mm[2] * coarse.lateral_factor
+    width = max(3, int(round(REFERENCE_WINDOW_MM / lateral_mm)) | 1)
+    across = max(3, int(round(REFERENCE_WINDOW_MM / spacing_mm[0])) | 1)
+    along = median_filter(filled, (3, width))
+    wide = median_filter(along.T, (1, across)).T  # across B-scans, the window sliding along its row
+    residual = surface_coarse - wide
+    inlier = np.abs(np.nan_to_num(residual, nan=np.inf)) < REFERENCE_INLIER_UM / (
+        spacing_mm[1] * coarse.axial_factor * 1000.0
+    )
+    sigma = (REFERENCE_PULL_MM / spacing_mm[0], REFERENCE_PULL_MM / lateral_mm)
+    weight = ndimage.gaussian_filter(inlier.astype(np.float64), sigma, mode="nearest")
+    pull = ndimage.gaussian_filter(np.where(inlier, residual, 0.0), sigma, mode="nearest")
+    reference = wide + pull / np.maximum(weight, 0.5)
     return ndimage.gaussian_filter(reference, (0.7, 1.0), mode="nearest")
 
 
