@@ -18,8 +18,8 @@ work at every spacing; axial 20 um became gradable with 459acda, 2.2 s in a CI r
 - coarser (MAX_UNBINNED_RATIO): nothing is binned, every sample is searched and the steps between
   A-scans reach their caps in pixels (layers.MAX_STEP_PX, COARSE_MAX_STEP), so the work follows the
   raw grid: A-scans 0.5 mm apart search twice the default's working A-scans and four times its
-  coarse ones, measured 2.2-3.1 times (classify's CPU time, ungradable: front end and quality gate;
-  the last in a CI run); axial 20 um 1.25-1.55 times.
+  coarse ones, measured 2.1-3.0 times (the last in the clean-clone CI run of 7d26140); axial 20 um
+  1.35-1.59 times.
 """
 
 import time
