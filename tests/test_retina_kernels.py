@@ -1,9 +1,9 @@
 """The segmentation's array kernels against plain reference implementations: the minimum-cost path
 (against exhaustive Viterbi in Python; the compiled search against the numpy one, path for path),
-the compiled band, banded path search and median filter against their numpy and scipy references
-(identical arrays, and a whole segmentation identical with the kernels and without), parallel blocks
-with a halo (against the whole-array filter), A-scan binning (against reshape-and-mean), percentiles
-(against numpy's)."""
+the compiled band, banded path search, median filter and block means against their numpy and scipy
+references (identical arrays, and a whole segmentation identical with the kernels and without),
+parallel blocks with a halo (against the whole-array filter), A-scan binning (against
+reshape-and-mean), percentiles (against numpy's)."""
 
 import numpy as np
 import pytest
@@ -12,13 +12,13 @@ from scipy.ndimage import gaussian_filter
 
 import phantom
 import sdk
-from sdk.retina import layers, median, paths
+from sdk.retina import intensity, layers, median, paths
 from sdk.retina.chunks import for_blocks, in_parallel
 from sdk.retina.intensity import bin_ascans, percentiles
 from sdk.retina.paths import band_path, best_path, numpy_band_path, numpy_best_path
 
 needs_kernels = pytest.mark.skipif(
-    paths._paths is None or layers._band is None or median._median is None,
+    paths._paths is None or layers._band is None or median._median is None or intensity._binning is None,
     reason="the compiled kernels are not built (pip install -e .)",
 )
 
@@ -31,6 +31,7 @@ def without_kernels(monkeypatch):
         monkeypatch.setattr(paths, "_paths", None)
         monkeypatch.setattr(layers, "_band", None)
         monkeypatch.setattr(median, "_median", None)
+        monkeypatch.setattr(intensity, "_binning", None)
 
     return switch_off
 
@@ -168,6 +169,76 @@ def test_bin_ascans_averages_neighbours(shape):
         expected = np.concatenate([expected, data[..., full:].astype(np.float64)], axis=-1)
     np.testing.assert_allclose(binned, expected, rtol=1e-6)
     assert binned.shape == (*shape[:-1], -(-shape[-1] // 2))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize(
+    "shape, factor, axis",
+    [((9, 40, 513), 2, 2), ((9, 40, 513), 3, 2), ((9, 41, 20), 4, 1), ((5, 7, 3), 5, 2), ((6, 513), 2, 1)],
+)
+def test_the_compiled_block_means_are_numpys(dtype, shape, factor, axis, without_kernels):
+    """Block means along depth or A-scans, compiled, give the numpy reference's float32 arrays bit for
+    bit (trailing samples that fill no group left out; a 2-D map; a factor with no full group)."""
+    rng = np.random.default_rng(factor)
+    data = (rng.random(shape) * (250 if dtype == np.uint8 else 4000)).astype(dtype)
+    compiled = intensity._block_mean(data, factor, axis)
+    without_kernels()
+    expected = intensity._block_mean(data, factor, axis)
+    assert compiled.dtype == np.float32 and compiled.shape == expected.shape
+    np.testing.assert_array_equal(compiled, expected)
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", [(6, 124, 128), (3, 9, 5), (2, 1, 3), (4, 40, 1)])
+@pytest.mark.parametrize("n_below, n_above", [(6, 10), (1, 1), (50, 70)])
+def test_the_compiled_coarse_scores_are_numpys(shape, n_below, n_above, without_kernels):
+    """The coarse ILM's four score arrays, compiled, equal numpy's bit for bit: levels around the
+    threshold (ties), windows longer than the depth, a single sample, a single A-scan."""
+    rng = np.random.default_rng(shape[1])
+    data = np.round(rng.normal(100.0, 30.0, shape), 1).astype(np.float32)
+    threshold, scale = 100.0, 37.3
+    compiled = layers._coarse_scores(data, threshold, scale, n_below, n_above)
+    without_kernels()
+    for name, got, expected in zip(
+        ("below", "above", "step", "cost"),
+        compiled,
+        layers._coarse_scores(data, threshold, scale, n_below, n_above),
+        strict=True,
+    ):
+        assert got.shape == (shape[2], shape[0], shape[1]), name
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+@needs_kernels
+def test_the_compiled_coarse_scores_check_their_buffers():
+    data, weights = np.zeros((2, 8, 6), np.float32), layers.gaussian_weights(1.0)
+    arrays = [np.empty((6, 2, 8), np.float32) for _ in range(4)]
+    with pytest.raises(ValueError, match="shape"):
+        layers._band.coarse_scores(
+            data, weights, 1.0, 1.0, 2, 2, 100.0, 0, 6, *arrays[:3], np.empty((6, 2, 7), np.float32)
+        )
+    with pytest.raises(ValueError, match="odd weights"):
+        layers._band.coarse_scores(data, np.ones(2), 1.0, 1.0, 2, 2, 100.0, 0, 6, *arrays)
+    with pytest.raises(ValueError, match="lo <= hi"):
+        layers._band.coarse_scores(data, weights, 1.0, 1.0, 2, 2, 100.0, 0, 7, *arrays)
+    with pytest.raises(TypeError, match="float32"):
+        layers._band.coarse_scores(data.astype(np.float64), weights, 1.0, 1.0, 2, 2, 100.0, 0, 6, *arrays)
+
+
+@needs_kernels
+def test_the_compiled_block_means_check_their_buffers():
+    data = np.zeros((2, 8, 6), np.uint8)
+    with pytest.raises(TypeError, match="uint8, uint16 or float32"):
+        intensity._binning.block_mean(data.astype(np.float64), 2, 2, 0, 2, np.empty((2, 8, 3), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        intensity._binning.block_mean(data, 2, 2, 0, 2, np.empty((2, 8, 3), np.float64))
+    with pytest.raises(ValueError, match="shape"):
+        intensity._binning.block_mean(data, 2, 2, 0, 2, np.empty((2, 8, 4), np.float32))
+    with pytest.raises(ValueError, match="axis 1 or 2"):
+        intensity._binning.block_mean(data, 2, 0, 0, 2, np.empty((1, 8, 6), np.float32))
+    with pytest.raises(ValueError, match="lo <= hi"):
+        intensity._binning.block_mean(data, 2, 2, 0, 3, np.empty((2, 8, 3), np.float32))
 
 
 def _blocks_in_child(queue):

@@ -24,6 +24,7 @@
 #include <math.h> /* INFINITY, isfinite, isnan */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h> /* memcpy */
 
 /* np.argmin of values[0..n): the first minimum (no NaN here) */
 static Py_ssize_t first_min(const float *values, Py_ssize_t n) {
@@ -165,24 +166,43 @@ static float score_at(const Py_buffer *score, Py_ssize_t a, Py_ssize_t b, Py_ssi
                             o * score->strides[2]);
 }
 
+/* The first and last offsets o in 0 .. n_o - 1 with low <= o <= high (first > last where none is) */
+static void inside_rows(double low, double high, Py_ssize_t n_o, Py_ssize_t *first, Py_ssize_t *last) {
+    if (!(low <= high)) { /* NaN, or an empty range */
+        *first = 0;
+        *last = -1;
+        return;
+    }
+    *first = low <= 0.0 ? 0 : (low > (double)n_o ? n_o : (Py_ssize_t)ceil(low));
+    *last = high >= (double)(n_o - 1) ? n_o - 1 : (high < 0.0 ? -1 : (Py_ssize_t)floor(high));
+}
+
 /* The cost of paths_band.numpy_band_path: -(score / scale) inside [low, high], outside_cost elsewhere,
    into acc; 0 where a cost inside is not finite (the numpy search's case). */
 static int band_costs(const Py_buffer *score, float scale, const double *low, const double *high, float outside,
                       Py_ssize_t n_a, Py_ssize_t n_t, Py_ssize_t n_o, Py_ssize_t m, float *acc) {
+    const Py_ssize_t step = score->strides[2];
+    unsigned not_finite = 0; /* an exponent of all ones: inf or NaN */
     for (Py_ssize_t a = 0; a < n_a; a++)
         for (Py_ssize_t t = 0; t < n_t; t++) {
-            const double lo = low[a * n_t + t], hi = high[a * n_t + t];
+            Py_ssize_t first, last;
+            inside_rows(low[a * n_t + t], high[a * n_t + t], n_o, &first, &last);
             float *row = acc + (a * n_t + t) * (n_o + 2 * m) + m;
-            for (Py_ssize_t o = 0; o < n_o; o++) {
-                if ((double)o >= lo && (double)o <= hi) {
-                    const float cost = -(score_at(score, a, t, o) / scale);
-                    if (!isfinite(cost)) return 0;
-                    row[o] = cost;
-                } else
-                    row[o] = outside;
+            const char *line = (const char *)score->buf + a * score->strides[0] + t * score->strides[1];
+            for (Py_ssize_t o = 0; o < first; o++) row[o] = outside;
+            if (step == (Py_ssize_t)sizeof(float)) { /* contiguous along offsets: on vector units */
+                const float *values = (const float *)line;
+                for (Py_ssize_t o = first; o <= last; o++) row[o] = -(values[o] / scale);
+            } else
+                for (Py_ssize_t o = first; o <= last; o++) row[o] = -(*(const float *)(line + o * step) / scale);
+            for (Py_ssize_t o = first; o <= last; o++) {
+                uint32_t bits;
+                memcpy(&bits, &row[o], sizeof bits);
+                not_finite |= (bits & 0x7f800000u) == 0x7f800000u;
             }
+            for (Py_ssize_t o = last + 1 > first ? last + 1 : first; o < n_o; o++) row[o] = outside;
         }
-    return 1;
+    return !not_finite;
 }
 
 /* refine_subpixel of paths.py at every chosen offset, on strength = -cost */

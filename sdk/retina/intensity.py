@@ -15,6 +15,11 @@ import numpy as np
 from sdk.retina.chunks import for_blocks, in_parallel
 from sdk.volume import OCTVolume
 
+try:  # block means compiled (sdk/retina/_binning.c, built by pip install); _numpy_block_mean: the reference
+    from sdk.retina import _binning
+except ImportError:  # a source tree without the build: numpy, the same arrays
+    _binning = None
+
 WORKING_LATERAL_MM = 0.04  # segmentation works on A-scans binned to about 40 um
 WORKING_AXIAL_MM = 0.002  # ... and on samples at least 2 um deep (finer depth grids are binned)
 COARSE_AXIAL_MM = 0.015  # coarse grid: about 15 um axially ...
@@ -59,8 +64,7 @@ def prepare(volume: OCTVolume) -> Working:
         data = logged if logged is not None else _rescaled(data, low, high)
     axial_factor = max(1, int(WORKING_AXIAL_MM / spacing[1] + 1e-9))
     if axial_factor > 1:
-        usable = data.shape[1] // axial_factor * axial_factor
-        data = _block_mean(data[:, :usable], axial_factor, axis=1)
+        data = _block_mean(data, axial_factor, axis=1)
     binned, ascan_factor = bin_ascans(data, spacing)
     working = (spacing[0], spacing[1] * axial_factor, spacing[2] * ascan_factor)
     return Working(binned, working, ascan_factor, axial_factor, None)
@@ -161,32 +165,48 @@ def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:
     n_b, depth, n_a = data.shape
     fz = max(1, min(int(round(COARSE_AXIAL_MM / spacing_mm[1])), depth))
     fx = max(1, min(int(round(COARSE_LATERAL_MM / spacing_mm[2])), n_a))
-    dz, dx = depth // fz, n_a // fx
-    along_x = _block_mean(data[:, : dz * fz, : dx * fx], fx, axis=2)
-    return Coarse(_block_mean(along_x, fz, axis=1), fz, fx)
+    return Coarse(_block_mean(_block_mean(data, fx, axis=2), fz, axis=1), fz, fx)
 
 
 def _block_mean(data: np.ndarray, factor: int, axis: int) -> np.ndarray:
-    """float32 mean of consecutive groups of ``factor`` samples along ``axis`` (length divisible, not
-    the first axis), B-scans (the first axis) in parallel blocks."""
+    """float32 mean of consecutive groups of ``factor`` samples along ``axis`` (not the first) of a 2-D
+    or 3-D array; trailing samples that fill no group are left out. B-scans (the first axis) in
+    parallel blocks, by the compiled kernel where it is built and takes the array (3-D or 2-D uint8,
+    uint16 or float32, C-contiguous), else by :func:`_numpy_block_mean`: the same arrays."""
+    if data.ndim == 2:
+        return _block_mean(data[:, None, :], factor, axis + 1)[:, 0, :]
     shape = list(data.shape)
     shape[axis] //= factor
     out = np.empty(shape, np.float32)
+    kernel = (
+        _binning is not None
+        and data.dtype in (np.uint8, np.uint16, np.float32)
+        and data.dtype.isnative
+        and data.flags.c_contiguous
+    )
+    if kernel:
+        for_blocks(lambda lo, hi, *_: _binning.block_mean(data, factor, axis, lo, hi, out), data.shape[0])
+    else:
+        for_blocks(lambda lo, hi, *_: _numpy_block_mean(data[lo:hi], factor, axis, out[lo:hi]), data.shape[0])
+    return out
 
-    def part(block, i):
+
+def _numpy_block_mean(data: np.ndarray, factor: int, axis: int, out: np.ndarray) -> None:
+    """:func:`_block_mean` of ``data`` into ``out`` in numpy: the reference of the compiled kernel
+    (the first sample of each group, then each next one added in float32, then times 1 / factor)."""
+    used = [slice(None)] * data.ndim
+    used[axis] = slice(0, out.shape[axis] * factor)
+    data = data[tuple(used)]
+
+    def part(i):
         index = [slice(None)] * data.ndim
         index[axis] = slice(i, None, factor)
-        return block[tuple(index)]
+        return data[tuple(index)]
 
-    def average(lo, hi, *_):
-        block, total = data[lo:hi], out[lo:hi]
-        np.copyto(total, part(block, 0))
-        for i in range(1, factor):
-            total += part(block, i)
-        total *= 1.0 / factor
-
-    for_blocks(average, data.shape[0])
-    return out
+    np.copyto(out, part(0))
+    for i in range(1, factor):
+        out += part(i)
+    out *= 1.0 / factor
 
 
 def bin_ascans(data: np.ndarray, spacing_mm) -> tuple[np.ndarray, int]:
@@ -201,7 +221,7 @@ def bin_ascans(data: np.ndarray, spacing_mm) -> tuple[np.ndarray, int]:
         return data, 1
     n_a = data.shape[-1]
     full = n_a // factor * factor
-    binned = _block_mean(data[..., :full], factor, axis=data.ndim - 1)
+    binned = _block_mean(data, factor, axis=data.ndim - 1)
     if full < n_a:
         rest = data[..., full:].mean(axis=-1, keepdims=True, dtype=np.float32)
         binned = np.concatenate([binned, rest], axis=-1)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdk import ndimage
+from sdk.retina import morphology
 from sdk.retina.chunks import in_parallel
 from sdk.retina.median import median_filter
 
@@ -168,8 +169,7 @@ def _largest_plausible_region(candidate, spacing_mm):
     """The largest connected region of ``candidate`` (n_bscans, n_ascans) bool, after closing over
     vessel shadows and opening away specks, whose area is a plausible disc's; None if none is."""
     structure = _ellipse_structure(DISC_CLOSING_MM, spacing_mm)
-    candidate = ndimage.binary_closing(candidate, structure, border_value=0)
-    candidate = ndimage.binary_opening(candidate, structure)
+    candidate = morphology.opening(morphology.closing(candidate, structure), structure)
     labels, n = ndimage.label(candidate)
     if n == 0:
         return None

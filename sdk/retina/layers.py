@@ -46,6 +46,7 @@ TISSUE_BELOW_UM = 100.0  # the ILM has tissue for this far below it ...
 VITREOUS_ABOVE_UM = 150.0  # ... and vitreous for this far above it
 ILM_MAX_SLOPE = 1.2  # steepest ILM between coarse A-scans (cup walls), um axial per um lateral
 COARSE_STEP_PENALTY = 0.05  # per coarse sample of ILM change, in units of the ILM score
+COARSE_SMOOTHING_SAMPLES = 1.0  # Gaussian sd along depth of the coarse copy before its ILM scores
 # the photoreceptors' rise lies this far below the ILM outside the disc (the foveola keeps its ONL
 # and inner segments, about 160 um; from 100 um on, a coarse ILM drawn up to 40 um high, where a
 # thick RNFL brightens slowly below it, does not put that brightening in the window)
@@ -416,19 +417,68 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
     threshold = levels.background + max(
         ILM_TISSUE_SPREADS * levels.coarse_noise_sd, ILM_TISSUE_FRACTION * scale
     )
-    z = np.arange(dz)
     n_below = max(1, int(round(TISSUE_BELOW_UM / axial_um)))
     n_above = max(1, int(round(VITREOUS_ABOVE_UM / axial_um)))
+    below, above, step, cost = _coarse_scores(coarse.data, threshold, scale, n_below, n_above)
+    max_step = min(COARSE_MAX_STEP, max(1, int(np.ceil(ILM_MAX_SLOPE * lateral_um / axial_um))))
+    ilm = best_path(cost, max_step, COARSE_STEP_PENALTY)  # (n_coarse_ascans, n_bscans)
+    found = np.take_along_axis(below, ilm[..., None], axis=2)[..., 0] >= 0.5
+    open_above = np.take_along_axis(above, ilm[..., None], axis=2)[..., 0] < 0.5
+
+    def strongest(values, lo_um, hi_um, from_z):
+        """First sample of the largest of ``values`` from lo_um to hi_um below ``from_z``, among the
+        samples inside the depth window (0 where none is): the argmax over depth of ``values``
+        masked to that window, read on the window's samples alone."""
+        offsets = np.arange(int(np.ceil(lo_um / axial_um)), int(np.floor(hi_um / axial_um)) + 1)
+        if offsets.size == 0:
+            return np.zeros(from_z.shape, np.intp)
+        at = from_z[..., None] + offsets
+        inside = (at >= 0) & (at < dz)
+        picked = np.where(inside, np.take_along_axis(values, np.clip(at, 0, dz - 1), axis=2), -np.inf)
+        best = np.argmax(picked, axis=2)[..., None]
+        found = np.take_along_axis(picked, best, axis=2)[..., 0] > -np.inf
+        return np.where(found, np.take_along_axis(at, best, axis=2)[..., 0], 0)
+
+    isos, bm = np.empty((2, dx, n_b), np.intp)
+
+    def layers_below(lo, hi, *_):
+        isos[lo:hi] = strongest(step[lo:hi], *ISOS_SEARCH_UM, ilm[lo:hi])
+        level = np.cumsum(step[lo:hi], axis=2)  # the smoothed level, (c[z] - c[0]) / scale
+        peak = strongest(level, 0.0, OUTER_COMPLEX_UM, isos[lo:hi])
+        bm[lo:hi] = strongest(-step[lo:hi], axial_um, BM_BELOW_PEAK_UM, peak)
+
+    for_blocks(layers_below, dx)
+    ilm, bm, found, open_above = ilm.T, bm.T, found.T, open_above.T
+    return ilm.astype(np.float64), np.where(found, bm, np.nan), found, open_above
+
+
+def _coarse_scores(data: np.ndarray, threshold: float, scale: float, n_below: int, n_above: int):
+    """The coarse ILM's scores of a coarse copy (n_bscans, depth, n_coarse_ascans), each
+    (n_coarse_ascans, n_bscans, depth) float32 (depth last, contiguous for the sums and the search;
+    blocks of coarse A-scans in parallel threads): the share of tissue (smoothed level above
+    ``threshold``) in the ``n_below`` samples from each depth down, that of vitreous in the
+    ``n_above`` samples above it, the smoothed level's step into it (in units of ``scale``), and the
+    path cost. Compiled (_band.coarse_scores) where built, else numpy: the same arrays."""
+    n_b, dz, dx = data.shape
+    below, above, step, cost = (np.empty((dx, n_b, dz), np.float32) for _ in range(4))
+    if _band is not None:
+        data, weights = np.ascontiguousarray(data, np.float32), gaussian_weights(COARSE_SMOOTHING_SAMPLES)
+        args = (threshold, scale, n_below, n_above, OUTSIDE_COST)
+        for_blocks(
+            lambda lo, hi, *_: _band.coarse_scores(data, weights, *args, lo, hi, below, above, step, cost), dx
+        )
+        return below, above, step, cost
+    z = np.arange(dz)
     # rows above the depth window are unseen, not vitreous: an ILM at the window's top edge (a retina
     # folded by the mirror artefact) has no vitreous above it
     unseen = np.maximum(n_above - z, 0).astype(np.float32)
-    # (n_coarse_ascans, n_bscans, depth): depth last, contiguous for the filters, sums and the search;
-    # everything before the search is along depth, so blocks of coarse A-scans run in parallel threads
-    below, above, step, cost = (np.empty((dx, n_b, dz), np.float32) for _ in range(4))
 
     def scores(lo, hi, *_):
         c = ndimage.gaussian_filter1d(
-            np.ascontiguousarray(coarse.data[:, :, lo:hi].transpose(2, 0, 1)), 1.0, axis=2
+            np.ascontiguousarray(data[:, :, lo:hi].transpose(2, 0, 1)),
+            COARSE_SMOOTHING_SAMPLES,
+            axis=2,
+            truncate=GAUSSIAN_TRUNCATE,
         )
         cumulative = np.zeros((hi - lo, n_b, dz + 1), np.float32)
         np.cumsum(c > threshold, axis=2, out=cumulative[..., 1:])
@@ -445,26 +495,7 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
         np.negative(score, out=score)
 
     for_blocks(scores, dx)
-    max_step = min(COARSE_MAX_STEP, max(1, int(np.ceil(ILM_MAX_SLOPE * lateral_um / axial_um))))
-    ilm = best_path(cost, max_step, COARSE_STEP_PENALTY)  # (n_coarse_ascans, n_bscans)
-    found = np.take_along_axis(below, ilm[..., None], axis=2)[..., 0] >= 0.5
-    open_above = np.take_along_axis(above, ilm[..., None], axis=2)[..., 0] < 0.5
-
-    def strongest(values, lo_um, hi_um, from_z):
-        window = (z >= from_z[..., None] + lo_um / axial_um) & (z <= from_z[..., None] + hi_um / axial_um)
-        return np.argmax(np.where(window, values, -np.inf), axis=2)
-
-    isos, bm = np.empty((2, dx, n_b), np.intp)
-
-    def layers_below(lo, hi, *_):
-        isos[lo:hi] = strongest(step[lo:hi], *ISOS_SEARCH_UM, ilm[lo:hi])
-        level = np.cumsum(step[lo:hi], axis=2)  # the smoothed level, (c[z] - c[0]) / scale
-        peak = strongest(level, 0.0, OUTER_COMPLEX_UM, isos[lo:hi])
-        bm[lo:hi] = strongest(-step[lo:hi], axial_um, BM_BELOW_PEAK_UM, peak)
-
-    for_blocks(layers_below, dx)
-    ilm, bm, found, open_above = ilm.T, bm.T, found.T, open_above.T
-    return ilm.astype(np.float64), np.where(found, bm, np.nan), found, open_above
+    return below, above, step, cost
 
 
 def _robust_reference(surface_coarse, coarse: Coarse, spacing_mm):

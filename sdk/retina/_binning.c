@@ -1,0 +1,117 @@
+/* Means of consecutive groups of samples along one axis of a volume (sdk.retina.intensity._block_mean),
+   compiled.
+
+   The same float32 arithmetic as the numpy reference (intensity._numpy_block_mean), so that both give
+   identical arrays (tests/test_retina_kernels.py): the first sample of a group as float32, then each
+   next one added in float32, in order, then the sum times float32(1 / factor).
+
+   One call: block_mean(data, factor, axis, lo, hi, out) for the B-scans [lo, hi): data C-contiguous
+   uint8, uint16 or float32 (n_b, depth, n_a); axis 1 (depth) or 2 (A-scans); out C-contiguous float32
+   of data's shape with that axis's length divided by factor (trailing samples that fill no group are
+   not read). It runs without the GIL, so that blocks of B-scans run in parallel threads. Only the
+   buffer protocol is used (no numpy headers). */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* out[b][g][x] (axis 1) or out[b][z][g] (axis 2) for b in [lo, hi); in: n_b x depth x n_a samples of
+   type T; out: n_b x rows x cols floats */
+#define BLOCK_MEAN(T)                                                                                            \
+    static void block_mean_##T(const T *in, Py_ssize_t depth, Py_ssize_t n_a, Py_ssize_t factor, int axis,         \
+                               Py_ssize_t lo, Py_ssize_t hi, float *out, Py_ssize_t rows, Py_ssize_t cols) {      \
+        const float scale = (float)(1.0 / (double)factor);                                                      \
+        for (Py_ssize_t b = lo; b < hi; b++) {                                                                   \
+            const T *slab = in + b * depth * n_a;                                                                \
+            float *result = out + b * rows * cols;                                                               \
+            for (Py_ssize_t r = 0; r < rows; r++) {                                                              \
+                float *line = result + r * cols;                                                                 \
+                if (axis == 1) {                                                                                 \
+                    const T *first = slab + r * factor * n_a;                                                    \
+                    for (Py_ssize_t x = 0; x < cols; x++) line[x] = (float)first[x];                             \
+                    for (Py_ssize_t i = 1; i < factor; i++) {                                                    \
+                        const T *next = first + i * n_a;                                                         \
+                        for (Py_ssize_t x = 0; x < cols; x++) line[x] += (float)next[x];                         \
+                    }                                                                                            \
+                } else {                                                                                         \
+                    const T *samples = slab + r * n_a;                                                           \
+                    if (factor == 2) /* the usual one, written out so that it runs on vector units */            \
+                        for (Py_ssize_t g = 0; g < cols; g++) line[g] = (float)samples[2 * g] + (float)samples[2 * g + 1]; \
+                    else                                                                                         \
+                        for (Py_ssize_t g = 0; g < cols; g++) {                                                  \
+                            float sum = (float)samples[g * factor];                                              \
+                            for (Py_ssize_t i = 1; i < factor; i++) sum += (float)samples[g * factor + i];       \
+                            line[g] = sum;                                                                       \
+                        }                                                                                        \
+                }                                                                                                \
+                for (Py_ssize_t x = 0; x < cols; x++) line[x] *= scale;                                          \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+
+BLOCK_MEAN(uint8_t)
+BLOCK_MEAN(uint16_t)
+BLOCK_MEAN(float)
+
+static PyObject *block_mean(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *data_object, *out_object;
+    Py_ssize_t factor, lo, hi;
+    int axis;
+    if (!PyArg_ParseTuple(args, "OninnO", &data_object, &factor, &axis, &lo, &hi, &out_object)) return NULL;
+    Py_buffer data, out;
+    if (PyObject_GetBuffer(data_object, &data, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const char *format = data.format == NULL ? "" : (data.format[0] == '=' ? data.format + 1 : data.format);
+    const char *out_format = out.format == NULL ? "" : (out.format[0] == '=' ? out.format + 1 : out.format);
+    const char kind = format[1] == '\0' ? format[0] : '?';
+    if (data.ndim != 3 || !((kind == 'B' && data.itemsize == 1) || (kind == 'H' && data.itemsize == 2) ||
+                            (kind == 'f' && data.itemsize == 4))) {
+        PyErr_SetString(PyExc_TypeError, "data must be a C-contiguous 3-D uint8, uint16 or float32 array");
+        goto done;
+    }
+    if (out.ndim != 3 || out.itemsize != 4 || strcmp(out_format, "f") != 0) {
+        PyErr_SetString(PyExc_TypeError, "out must be a C-contiguous 3-D float32 array");
+        goto done;
+    }
+    const Py_ssize_t n_b = data.shape[0], depth = data.shape[1], n_a = data.shape[2];
+    if (factor < 1 || (axis != 1 && axis != 2) || lo < 0 || hi > n_b || lo > hi) {
+        PyErr_Format(PyExc_ValueError, "need factor >= 1, axis 1 or 2 and 0 <= lo <= hi <= n_bscans (factor %zd, "
+                     "axis %d, %zd..%zd)", factor, axis, lo, hi);
+        goto done;
+    }
+    const Py_ssize_t rows = axis == 1 ? depth / factor : depth, cols = axis == 2 ? n_a / factor : n_a;
+    if (out.shape[0] != n_b || out.shape[1] != rows || out.shape[2] != cols) {
+        PyErr_Format(PyExc_ValueError, "out must have shape (%zd, %zd, %zd)", n_b, rows, cols);
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 'B')
+        block_mean_uint8_t(data.buf, depth, n_a, factor, axis, lo, hi, out.buf, rows, cols);
+    else if (kind == 'H')
+        block_mean_uint16_t(data.buf, depth, n_a, factor, axis, lo, hi, out.buf, rows, cols);
+    else
+        block_mean_float(data.buf, depth, n_a, factor, axis, lo, hi, out.buf, rows, cols);
+    Py_END_ALLOW_THREADS;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"block_mean", block_mean, METH_VARARGS,
+     "block_mean(data, factor, axis, lo, hi, out): means of groups of factor samples along axis (1 or 2) of "
+     "the B-scans [lo, hi) of data into out."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_binning", "Compiled block means of a volume.", -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__binning(void) { return PyModule_Create(&module); }
