@@ -240,29 +240,39 @@ static void coarse_scores(const float *data, Py_ssize_t n_b, Py_ssize_t dz, Py_s
                           Py_ssize_t c, float threshold, float scale, Py_ssize_t n_below, Py_ssize_t n_above,
                           float outside_cost, Py_ssize_t lo, Py_ssize_t hi, float *below, float *above, float *step,
                           float *cost, float *line, double *sums, float *smooth, float *count) {
-    for (Py_ssize_t a = lo; a < hi; a++)
-        for (Py_ssize_t b = 0; b < n_b; b++) {
+    for (Py_ssize_t b = 0; b < n_b; b++) /* B-scan by B-scan: its slab of data stays in cache */
+        for (Py_ssize_t a = lo; a < hi; a++) {
             const float *column = data + b * dz * dx + a;
-            for (Py_ssize_t j = -c; j < dz + c; j++) line[c + j] = column[reflect(j, dz) * dx];
+            for (Py_ssize_t j = 0; j < dz; j++) line[c + j] = column[j * dx];
+            for (Py_ssize_t j = 1; j <= c; j++) {
+                line[c - j] = column[reflect(-j, dz) * dx];
+                line[c + dz - 1 + j] = column[reflect(dz - 1 + j, dz) * dx];
+            }
             correlate_line(line + c, dz, w, c, sums);
+            for (Py_ssize_t z = 0; z < dz; z++) smooth[z] = (float)sums[z];
+            float tissue = 0.0f; /* count[z]: the tissue samples among the first z */
             count[0] = 0.0f;
             for (Py_ssize_t z = 0; z < dz; z++) {
-                smooth[z] = (float)sums[z];
-                count[z + 1] = count[z] + (smooth[z] > threshold ? 1.0f : 0.0f);
+                tissue += smooth[z] > threshold ? 1.0f : 0.0f;
+                count[z + 1] = tissue;
             }
             const Py_ssize_t at = (a * n_b + b) * dz;
-            for (Py_ssize_t z = 0; z < dz; z++) {
-                const float lower = (count[z + n_below < dz ? z + n_below : dz] - count[z]) / (float)n_below;
-                const float unseen = (float)(n_above - z > 0 ? n_above - z : 0);
-                const float upper = (count[z] - count[z - n_above > 0 ? z - n_above : 0] + unseen) / (float)n_above;
-                const float edge = z == 0 ? 0.0f : (smooth[z] - smooth[z - 1]) / scale;
-                below[at + z] = lower;
-                above[at + z] = upper;
-                step[at + z] = edge;
-                const float clipped = edge < -1.0f ? -1.0f : (edge > 1.0f ? 1.0f : edge);
-                const float score = (lower - upper) + 0.5f * clipped;
-                cost[at + z] = z == 0 ? outside_cost : -score;
+            float *lower = below + at, *upper = above + at, *edge = step + at, *score = cost + at;
+            /* split where the windows reach the ends: no bounds to test inside the loops */
+            const Py_ssize_t full_below = dz - n_below > 0 ? dz - n_below : 0, full_above = n_above < dz ? n_above : dz;
+            for (Py_ssize_t z = 0; z < full_below; z++) lower[z] = (count[z + n_below] - count[z]) / (float)n_below;
+            for (Py_ssize_t z = full_below; z < dz; z++) lower[z] = (count[dz] - count[z]) / (float)n_below;
+            for (Py_ssize_t z = 0; z < full_above; z++)
+                upper[z] = (count[z] - count[0] + (float)(n_above - z)) / (float)n_above;
+            for (Py_ssize_t z = full_above; z < dz; z++) upper[z] = (count[z] - count[z - n_above] + 0.0f) / (float)n_above;
+            edge[0] = 0.0f;
+            for (Py_ssize_t z = 1; z < dz; z++) edge[z] = (smooth[z] - smooth[z - 1]) / scale;
+            for (Py_ssize_t z = 0; z < dz; z++) { /* np.clip of a finite step */
+                const float at_most_one = edge[z] < 1.0f ? edge[z] : 1.0f;
+                const float clipped = at_most_one > -1.0f ? at_most_one : -1.0f;
+                score[z] = -((lower[z] - upper[z]) + 0.5f * clipped);
             }
+            score[0] = outside_cost; /* no edge without a sample above it */
         }
 }
 
