@@ -14,7 +14,7 @@ import phantom
 import sdk
 from sdk.retina import intensity, layers, median, paths
 from sdk.retina.chunks import for_blocks, in_parallel
-from sdk.retina.intensity import bin_ascans, percentiles
+from sdk.retina.intensity import bin_ascans, percentiles, sorted_median, sorted_percentile
 from sdk.retina.paths import band_path, best_path, numpy_band_path, numpy_best_path
 
 needs_kernels = pytest.mark.skipif(
@@ -384,6 +384,27 @@ def test_percentiles_are_numpys_exactly(dtype):
     ]:
         data = rng.integers(0, high, size=(3, n, 2)).astype(dtype)[::2, :, ::2]
         assert percentiles(data, q) == [float(v) for v in np.percentile(data, q)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_percentiles_and_medians_of_sorted_arrays_are_numpys_exactly(dtype):
+    """sorted_percentile and sorted_median of a sorted array give np.percentile's and np.median's
+    value and type bit for bit (numpy's float32 lerp for float32): odd and even sizes, one value,
+    ties, tiny and huge scales, the quantiles the front end uses, the ends."""
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 3, 4, 7, 100, 1001, 4096):
+        for scale in (1e-6, 1.0, 1e6):
+            for tied in (False, True):
+                values = (rng.normal(size=n) * scale).astype(dtype)
+                if tied:
+                    values = np.round(values / scale, 1).astype(dtype) * dtype(scale)
+                ordered = np.sort(values)
+                for q in (0, 0.1, 33.3, 50, 60, 84, 99.5, 100):
+                    expected = np.percentile(values, q)
+                    got = sorted_percentile(ordered, q)
+                    assert got == expected and type(got) is type(expected), (n, scale, tied, q)
+                median = sorted_median(ordered)
+                assert median == np.median(values) and type(median) is type(np.median(values)), n
 
 
 @needs_kernels

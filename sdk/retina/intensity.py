@@ -90,6 +90,31 @@ def percentiles(sample: np.ndarray, q) -> list[float]:
     return result
 
 
+def sorted_percentile(values: np.ndarray, q: float) -> np.floating:
+    """``np.percentile(values, q)`` of a sorted 1-D float array for a scalar ``q``: the same value
+    and type (numpy's linear method and its arithmetic, a float32 lerp for float32 values), without
+    numpy's partition, which with its four split points costs 2.5x a sort of the same array."""
+    n = values.size
+    virtual = (n - 1) * np.true_divide(q, 100)
+    if virtual >= n - 1:
+        previous = following = -1
+    elif virtual < 0:
+        previous = following = 0
+    else:
+        previous = int(np.floor(virtual))
+        following = previous + 1
+    gamma = float(virtual - previous)
+    low, high = values[previous], values[following]
+    difference = high - low
+    return high - difference * (1 - gamma) if gamma >= 0.5 else low + difference * gamma
+
+
+def sorted_median(values: np.ndarray) -> np.floating:
+    """``np.median(values)`` of a sorted 1-D float array: the same value and type."""
+    half = values.size // 2
+    return values[half] if values.size % 2 else (values[half - 1] + values[half]) / 2
+
+
 def _rescaled(data: np.ndarray, low: float, high: float) -> np.ndarray:
     """float32 copy of ``data`` clipped to [low, high] and mapped to 0..DISPLAY_RANGE; halves are
     taken first so that no difference of two finite float64 values can overflow."""
@@ -147,17 +172,17 @@ def levels(data: np.ndarray, coarse_data: np.ndarray) -> Levels:
     (background, noise_sd), (_, coarse_noise_sd), tissue = in_parallel(
         lambda: _dark_level(data),
         lambda: _dark_level(coarse_data),
-        lambda: float(np.percentile(coarse_data[::SAMPLE_STRIDE], 99.5)),
+        lambda: float(sorted_percentile(np.sort(coarse_data[::SAMPLE_STRIDE], axis=None), 99.5)),
     )
     return Levels(background, noise_sd, tissue, coarse_noise_sd)
 
 
 def _dark_level(data: np.ndarray) -> tuple[float, float]:
     """Median and upper spread (84th percentile minus median) of the darkest 60% of samples."""
-    voxels = np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32).ravel()
-    dark = voxels[voxels <= np.percentile(voxels, 60)]
-    median = float(np.median(dark))
-    return median, float(max(np.percentile(dark, 84) - median, 1e-6))
+    voxels = np.sort(np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32), axis=None)
+    dark = voxels[: np.count_nonzero(voxels <= sorted_percentile(voxels, 60))]  # sorted: the darkest
+    median = float(sorted_median(dark))
+    return median, float(max(sorted_percentile(dark, 84) - median, 1e-6))
 
 
 def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:

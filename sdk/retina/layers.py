@@ -31,7 +31,7 @@ import numpy as np
 
 from sdk import ndimage
 from sdk.retina.chunks import for_blocks
-from sdk.retina.intensity import Coarse, Levels
+from sdk.retina.intensity import Coarse, Levels, sorted_median, sorted_percentile
 from sdk.retina.median import median_filter
 from sdk.retina.paths import band_path, best_path
 
@@ -145,7 +145,7 @@ def segment_layers(data: np.ndarray, spacing_mm, coarse: Coarse, levels: Levels)
     dark_below = px(ONL_PROBE_UM)
 
     def onl(r0, r1, traced):  # the ONL is the darkest thick layer: a falling edge with dark tissue below it
-        return band.fall(r0, r1, traced) - (band.mean_below(dark_below, r0, r1, traced) - levels.background)
+        return band.fall_onto_dark(dark_below, levels.background, r0, r1, traced)
 
     def inner(ilm_bonus, bscans=None, first=None):
         """OPL/ONL, IPL/INL and RNFL/GCL, each (rows, contrast) on every B-scan; ``ilm_bonus`` maps
@@ -311,10 +311,16 @@ class _Band:
         top = np.take_along_axis(self.cumulative, (first + length)[..., None], axis=2)[..., 0]
         return (top - np.take_along_axis(self.cumulative, first[..., None], axis=2)[..., 0]) / length
 
-    def mean_below(self, length, r0, r1, traced=slice(None)):
-        """Mean smoothed level of rows [j, j + length) for the rows j in [r0, r1), float32."""
+    def fall_onto_dark(self, length, background, r0, r1, traced=slice(None)):
+        """The fall at rows [r0, r1) minus how far the mean smoothed level of the ``length`` rows from
+        each row down lies above ``background``, float32: fall - (mean - background), computed as
+        -(rise + (mean - background)), the same floats (negation is exact, rounding symmetric), in
+        the one array the window sums make."""
         total, n = self._window_sum(r0, r1, 0, length, (slice(None), traced))
-        return total / n.astype(np.float32)  # in float32: float64's quotient rounded, exactly
+        total /= n.astype(np.float32)  # the mean, in float32: float64's quotient rounded, exactly
+        total -= background
+        total += self.rise(r0, r1, traced)
+        return np.negative(total, out=total)
 
     def trace(self, score, low, high, max_step, fall_contrast=False, bscans=None):
         """Best path (float rows, sub-pixel) where ``score(r0, r1, traced)`` is high, between rows
@@ -529,11 +535,11 @@ def _vitreous_levels(data, top_of_retina_px, levels: Levels) -> Levels:
     (n_bscans, n_ascans), on every 2nd B-scan and 4th A-scan; ``levels`` if too little vitreous."""
     sample = data[::2, :, ::4]
     above = np.arange(data.shape[1])[None, :, None] < top_of_retina_px[::2, None, ::4]
-    voxels = np.asarray(sample[above], dtype=np.float32)
+    voxels = np.sort(np.asarray(sample[above], dtype=np.float32))
     if voxels.size < MIN_VITREOUS_VOXELS:
         return levels
-    background = float(np.median(voxels))
-    spread = float(max(np.percentile(voxels, 84) - background, 1e-6))
+    background = float(sorted_median(voxels))
+    spread = float(max(sorted_percentile(voxels, 84) - background, 1e-6))
     return dataclasses.replace(levels, background=background, noise_sd=spread)
 
 
