@@ -227,6 +227,41 @@ def test_the_compiled_coarse_scores_check_their_buffers():
 
 
 @needs_kernels
+@pytest.mark.parametrize("bscans", [None, [0, 3, 4, 9], [5]])
+@pytest.mark.parametrize("r0, r1, length", [(0, 40, 5), (7, 29, 12), (30, 40, 12), (3, 3, 2)])
+def test_the_compiled_onl_score_is_numpys(bscans, r0, r1, length, without_kernels):
+    """The ONL score (fall onto dark tissue) of a band, compiled, equals numpy's bit for bit: all
+    B-scans or some, windows reaching past the band's end, an empty row range."""
+    rng = np.random.default_rng(r1)
+    data = (rng.random((10, 60, 12)) * 200).astype(np.float32)
+    reference = rng.uniform(5, 15, (10, 12))
+    band = layers._Band(data, reference, -5, 35, (0.8, 0.6, 1.0), 2, 13, 150.0)
+    traced = slice(None) if bscans is None else np.array(bscans)
+    compiled = band.fall_onto_dark(length, 31.7, r0, r1, traced)
+    without_kernels()
+    np.testing.assert_array_equal(compiled, band.fall_onto_dark(length, 31.7, r0, r1, traced))
+
+
+@needs_kernels
+def test_the_compiled_onl_score_checks_its_buffers():
+    band = layers._Band(
+        np.ones((4, 30, 6), np.float32), np.full((4, 6), 10.0), -5, 15, (1.0, 1.0, 1.0), 2, 6, 1.0
+    )
+    bscans, out = np.arange(4), np.empty((6, 4, 10), np.float32)
+    args = (band.cumulative, band.edge)
+    with pytest.raises(ValueError, match="outside"):
+        layers._band.fall_onto_dark(
+            *args, np.array([0, 4]), 6, 0, 10, 3, 0.0, 0, 6, np.empty((6, 2, 10), np.float32)
+        )
+    with pytest.raises(ValueError, match="length <= pad"):
+        layers._band.fall_onto_dark(*args, bscans, 6, 0, 10, 7, 0.0, 0, 6, out)
+    with pytest.raises(ValueError, match="r1 - r0"):
+        layers._band.fall_onto_dark(*args, bscans, 6, 0, 11, 3, 0.0, 0, 6, out)
+    with pytest.raises(TypeError, match="int64"):
+        layers._band.fall_onto_dark(*args, bscans.astype(np.int32), 6, 0, 10, 3, 0.0, 0, 6, out)
+
+
+@needs_kernels
 def test_the_compiled_block_means_check_their_buffers():
     data = np.zeros((2, 8, 6), np.uint8)
     with pytest.raises(TypeError, match="uint8, uint16 or float32"):

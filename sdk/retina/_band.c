@@ -334,10 +334,80 @@ done:
     return result;
 }
 
+/* layers._Band.fall_onto_dark for the A-scans [lo, hi) of the B-scans traced[0 .. n_t): out[a][t][j - r0]
+   = -(rise + (mean - background)) at rows j in [r0, r1), where rise is edge[a][b][j] and mean the sum of
+   the length rows from j down (cumulative[a][b][pad + j + length] - cumulative[a][b][pad + j]) over
+   their count, min(j + length, rows) - j; every step in float32, in numpy's order. */
+static PyObject *band_fall_onto_dark(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *objects[4];
+    Py_ssize_t pad, r0, r1, length, lo, hi;
+    double background;
+    if (!PyArg_ParseTuple(args, "OOOnnnndnnO", &objects[0], &objects[1], &objects[2], &pad, &r0, &r1, &length,
+                          &background, &lo, &hi, &objects[3]))
+        return NULL;
+    static const char *names[4] = {"cumulative", "edge", "traced", "out"};
+    const char int64_format = sizeof(long) == 8 ? 'l' : 'q';
+    const char formats[4] = {'f', 'f', int64_format, 'f'};
+    const Py_ssize_t sizes[4] = {4, 4, 8, 4};
+    const int dims[4] = {3, 3, 1, 3}, writable[4] = {0, 0, 0, 1};
+    Py_buffer views[4];
+    int n_views = 0;
+    PyObject *result = NULL;
+    for (; n_views < 4; n_views++)
+        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
+                       dims[n_views], writable[n_views]) < 0)
+            goto done;
+    const Py_ssize_t n_a = views[1].shape[0], n_b = views[1].shape[1], rows = views[1].shape[2];
+    const Py_ssize_t n_t = views[2].shape[0], width = views[0].shape[2];
+    const int64_t *traced = views[2].buf;
+    if (views[0].shape[0] != n_a || views[0].shape[1] != n_b || width != rows + 2 * pad + 1 ||
+        views[3].shape[0] != n_a || views[3].shape[1] != n_t || views[3].shape[2] != r1 - r0) {
+        PyErr_SetString(PyExc_ValueError, "cumulative, edge and out must be the band's (n_ascans, n_bscans, ...) "
+                                          "arrays and out (n_ascans, n_traced, r1 - r0)");
+        goto done;
+    }
+    if (length < 1 || length > pad || r0 < 0 || r1 > rows || r0 > r1 || lo < 0 || hi > n_a || lo > hi) {
+        PyErr_Format(PyExc_ValueError, "need 1 <= length <= pad, 0 <= r0 <= r1 <= rows and 0 <= lo <= hi <= "
+                     "n_ascans (length %zd, rows %zd..%zd, A-scans %zd..%zd)", length, r0, r1, lo, hi);
+        goto done;
+    }
+    for (Py_ssize_t t = 0; t < n_t; t++)
+        if (traced[t] < 0 || traced[t] >= n_b) {
+            PyErr_Format(PyExc_ValueError, "traced B-scan %lld is outside 0..%zd", (long long)traced[t], n_b - 1);
+            goto done;
+        }
+    const float *cumulative = views[0].buf, *edge = views[1].buf;
+    float *out = views[3].buf;
+    const float level = (float)background;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t a = lo; a < hi; a++)
+        for (Py_ssize_t t = 0; t < n_t; t++) {
+            const Py_ssize_t b = traced[t];
+            const float *c = cumulative + (a * n_b + b) * width + pad, *e = edge + (a * n_b + b) * rows;
+            float *o = out + (a * n_t + t) * (r1 - r0) - r0;
+            for (Py_ssize_t j = r0; j < r1; j++) {
+                const Py_ssize_t end = j + length < rows ? j + length : rows; /* the rows summed end here */
+                float value = (c[j + length] - c[j]) / (float)(end - j); /* cumulative: constant past the band */
+                value -= level;
+                value += e[j];
+                o[j] = -value;
+            }
+        }
+    Py_END_ALLOW_THREADS;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fill", band_fill, METH_VARARGS,
      "fill(data, start, weights_a, weights_b, weights_r, k, pad, lo, hi, cumulative, edge): the band's "
      "cumulative sums and edges of the A-scans [lo, hi)."},
+    {"fall_onto_dark", band_fall_onto_dark, METH_VARARGS,
+     "fall_onto_dark(cumulative, edge, traced, pad, r0, r1, length, background, lo, hi, out): the ONL score "
+     "of layers._Band.fall_onto_dark for the A-scans [lo, hi)."},
     {"coarse_scores", band_coarse_scores, METH_VARARGS,
      "coarse_scores(data, weights, threshold, scale, n_below, n_above, outside_cost, lo, hi, below, above, step, "
      "cost): the coarse ILM's scores of the coarse A-scans [lo, hi)."},

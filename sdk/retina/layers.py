@@ -315,7 +315,14 @@ class _Band:
         """The fall at rows [r0, r1) minus how far the mean smoothed level of the ``length`` rows from
         each row down lies above ``background``, float32: fall - (mean - background), computed as
         -(rise + (mean - background)), the same floats (negation is exact, rounding symmetric), in
-        the one array the window sums make."""
+        the one array the window sums make; compiled (_band.fall_onto_dark, blocks of A-scans in
+        parallel threads) where built, the same floats."""
+        if _band is not None and length <= self.pad:
+            bscans = np.ascontiguousarray(np.arange(self.start.shape[1])[traced], dtype=np.int64)
+            out = np.empty((self.start.shape[0], bscans.size, r1 - r0), np.float32)
+            args = (self.cumulative, self.edge, bscans, self.pad, r0, r1, length, float(background))
+            for_blocks(lambda lo, hi, *_: _band.fall_onto_dark(*args, lo, hi, out), self.start.shape[0])
+            return out
         total, n = self._window_sum(r0, r1, 0, length, (slice(None), traced))
         total /= n.astype(np.float32)  # the mean, in float32: float64's quotient rounded, exactly
         total -= background

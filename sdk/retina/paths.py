@@ -22,14 +22,21 @@ except ImportError:  # a source tree without the build: the numpy search, 5-10x 
 
 def best_path(cost: np.ndarray, max_step: int = 1, step_penalty: float = 0.0) -> np.ndarray:
     """Minimum-cost path through ``cost`` for every B-scan: :func:`numpy_best_path`'s result,
-    computed by the compiled search where it is built (without the GIL held)."""
-    cost = np.ascontiguousarray(cost, dtype=np.float32)
+    computed by the compiled search where it is built (without the GIL held; blocks of B-scans, each
+    copied contiguous, in parallel threads: every B-scan's path is its own)."""
+    cost = np.asarray(cost, dtype=np.float32)
     # NaN or inf: numpy's rules, which the kernel does not follow (an all-infinite window would step
     # outside the band); the traces make finite costs
     if _paths is None or not np.isfinite(cost).all():
         return numpy_best_path(cost, max_step, step_penalty)
     path = np.empty(cost.shape[:2], dtype=np.int64)
-    _paths.best_path(cost, int(max_step), float(step_penalty), path)
+
+    def search(lo, hi, *_):
+        block = np.empty((cost.shape[0], hi - lo), np.int64)
+        _paths.best_path(np.ascontiguousarray(cost[:, lo:hi]), int(max_step), float(step_penalty), block)
+        path[:, lo:hi] = block
+
+    for_blocks(search, cost.shape[1])
     return path.astype(np.intp, copy=False)
 
 
