@@ -211,6 +211,22 @@ def test_the_compiled_coarse_scores_are_numpys(shape, n_below, n_above, without_
 
 
 @needs_kernels
+@pytest.mark.parametrize(
+    "windows", [[(6, 38), (0, 7), (1, 3)], [(0, 0), (0, 0), (1, 1)], [(2, 1), (0, 3), (-2, 2)]]
+)
+def test_the_compiled_coarse_layers_are_numpys(windows):
+    """The coarse photoreceptors' rise and Bruch's membrane, compiled, equal numpy's: ties, ILMs near
+    both ends of the depth (windows partly and wholly outside), an empty window."""
+    rng = np.random.default_rng(len(windows[0]))
+    step = np.round(rng.normal(size=(20, 6, 40)), 1).astype(np.float32)
+    ilm = rng.integers(-3, 45, size=(20, 6)).astype(np.int64)
+    compiled, expected = (np.empty((2, 20, 6), np.int64) for _ in range(2))
+    layers._band.coarse_layers(step, ilm, *windows, 0, 20, *compiled)
+    layers._numpy_coarse_layers(step, ilm, windows, 0, 20, *expected)
+    np.testing.assert_array_equal(compiled, expected)
+
+
+@needs_kernels
 def test_the_compiled_coarse_scores_check_their_buffers():
     data, weights = np.zeros((2, 8, 6), np.float32), layers.gaussian_weights(1.0)
     arrays = [np.empty((6, 2, 8), np.float32) for _ in range(4)]

@@ -401,6 +401,81 @@ done:
     return result;
 }
 
+/* The first z in [from + first, from + last] inside 0 .. n - 1 where sign * values[z] is largest (the
+   first of equals); 0 where no z of the window is inside */
+static Py_ssize_t window_argmax(const float *values, Py_ssize_t n, Py_ssize_t from, Py_ssize_t first, Py_ssize_t last,
+                                float sign) {
+    Py_ssize_t lo = from + first, hi = from + last, best = -1;
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > n - 1 ? n - 1 : hi;
+    for (Py_ssize_t z = lo; z <= hi; z++)
+        if (best < 0 || sign * values[z] > sign * values[best]) best = z;
+    return best < 0 ? 0 : best;
+}
+
+/* layers._coarse_surfaces' layers below the coarse ILM for the coarse A-scans [lo, hi): step float32
+   (dx, n_b, dz), ilm int64 (dx, n_b); windows are offsets in samples, [first, last]: the photoreceptors'
+   rise isos the largest step in the isos window below the ILM, the RPE/BM band's peak the largest level
+   (the step's float32 running sum from z = 0) in the peak window below isos, Bruch's membrane bm the
+   largest fall (-step) in the bm window below that peak; isos and bm int64 (dx, n_b). */
+static PyObject *band_coarse_layers(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *objects[4];
+    Py_ssize_t windows[6], lo, hi;
+    if (!PyArg_ParseTuple(args, "OO(nn)(nn)(nn)nnOO", &objects[0], &objects[1], &windows[0], &windows[1],
+                          &windows[2], &windows[3], &windows[4], &windows[5], &lo, &hi, &objects[2], &objects[3]))
+        return NULL;
+    static const char *names[4] = {"step", "ilm", "isos", "bm"};
+    const char int64_format = sizeof(long) == 8 ? 'l' : 'q';
+    const char formats[4] = {'f', int64_format, int64_format, int64_format};
+    const Py_ssize_t sizes[4] = {4, 8, 8, 8};
+    const int dims[4] = {3, 2, 2, 2}, writable[4] = {0, 0, 1, 1};
+    Py_buffer views[4];
+    int n_views = 0;
+    PyObject *result = NULL;
+    float *level = NULL;
+    for (; n_views < 4; n_views++)
+        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
+                       dims[n_views], writable[n_views]) < 0)
+            goto done;
+    const Py_ssize_t dx = views[0].shape[0], n_b = views[0].shape[1], dz = views[0].shape[2];
+    for (int i = 1; i < 4; i++)
+        if (views[i].shape[0] != dx || views[i].shape[1] != n_b) {
+            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans) of step", names[i]);
+            goto done;
+        }
+    if (dz == 0 || lo < 0 || hi > dx || lo > hi) {
+        PyErr_Format(PyExc_ValueError, "need a depth and 0 <= lo <= hi <= n_ascans (%zd..%zd)", lo, hi);
+        goto done;
+    }
+    level = malloc(sizeof(float) * (size_t)dz);
+    if (level == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const float *step = views[0].buf;
+    const int64_t *ilm = views[1].buf;
+    int64_t *isos = views[2].buf, *bm = views[3].buf;
+    Py_BEGIN_ALLOW_THREADS;
+    for (Py_ssize_t a = lo; a < hi; a++)
+        for (Py_ssize_t b = 0; b < n_b; b++) {
+            const Py_ssize_t at = a * n_b + b;
+            const float *s = step + at * dz;
+            float running = 0.0f;
+            for (Py_ssize_t z = 0; z < dz; z++) level[z] = running += s[z];
+            const Py_ssize_t rise = window_argmax(s, dz, ilm[at], windows[0], windows[1], 1.0f);
+            const Py_ssize_t peak = window_argmax(level, dz, rise, windows[2], windows[3], 1.0f);
+            isos[at] = rise;
+            bm[at] = window_argmax(s, dz, peak, windows[4], windows[5], -1.0f);
+        }
+    Py_END_ALLOW_THREADS;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(level);
+    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fill", band_fill, METH_VARARGS,
      "fill(data, start, weights_a, weights_b, weights_r, k, pad, lo, hi, cumulative, edge): the band's "
@@ -408,6 +483,9 @@ static PyMethodDef methods[] = {
     {"fall_onto_dark", band_fall_onto_dark, METH_VARARGS,
      "fall_onto_dark(cumulative, edge, traced, pad, r0, r1, length, background, lo, hi, out): the ONL score "
      "of layers._Band.fall_onto_dark for the A-scans [lo, hi)."},
+    {"coarse_layers", band_coarse_layers, METH_VARARGS,
+     "coarse_layers(step, ilm, isos_window, peak_window, bm_window, lo, hi, isos, bm): the coarse photoreceptors' "
+     "rise and Bruch's membrane below the coarse ILM of the coarse A-scans [lo, hi)."},
     {"coarse_scores", band_coarse_scores, METH_VARARGS,
      "coarse_scores(data, weights, threshold, scale, n_below, n_above, outside_cost, lo, hi, below, above, step, "
      "cost): the coarse ILM's scores of the coarse A-scans [lo, hi)."},

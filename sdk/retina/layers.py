@@ -438,31 +438,46 @@ def _coarse_surfaces(coarse: Coarse, levels: Levels, spacing_mm):
     found = np.take_along_axis(below, ilm[..., None], axis=2)[..., 0] >= 0.5
     open_above = np.take_along_axis(above, ilm[..., None], axis=2)[..., 0] < 0.5
 
-    def strongest(values, lo_um, hi_um, from_z):
-        """First sample of the largest of ``values`` from lo_um to hi_um below ``from_z``, among the
-        samples inside the depth window (0 where none is): the argmax over depth of ``values``
-        masked to that window, read on the window's samples alone."""
-        offsets = np.arange(int(np.ceil(lo_um / axial_um)), int(np.floor(hi_um / axial_um)) + 1)
+    windows = [
+        (int(np.ceil(lo / axial_um)), int(np.floor(hi / axial_um)))
+        for lo, hi in (ISOS_SEARCH_UM, (0.0, OUTER_COMPLEX_UM), (axial_um, BM_BELOW_PEAK_UM))
+    ]
+    isos, bm = np.empty((2, dx, n_b), np.int64)
+    if _band is not None:
+        ilm_rows = np.ascontiguousarray(ilm, dtype=np.int64)
+        for_blocks(lambda lo, hi, *_: _band.coarse_layers(step, ilm_rows, *windows, lo, hi, isos, bm), dx)
+    else:
+        for_blocks(lambda lo, hi, *_: _numpy_coarse_layers(step, ilm, windows, lo, hi, isos, bm), dx)
+    ilm, bm, found, open_above = ilm.T, bm.T, found.T, open_above.T
+    return ilm.astype(np.float64), np.where(found, bm, np.nan), found, open_above
+
+
+def _numpy_coarse_layers(step, ilm, windows, lo, hi, isos, bm) -> None:
+    """The photoreceptors' rise ``isos`` and Bruch's membrane ``bm`` (each (n_coarse_ascans, n_bscans)
+    int) of the coarse A-scans [lo, hi), from the coarse steps (n_coarse_ascans, n_bscans, depth) and
+    ILM: the largest step in the first window (samples, [first, last]) below the ILM, the largest
+    level (the steps' running sum) in the second below that rise, the largest fall in the third below
+    that peak; the reference of the compiled _band.coarse_layers (identical arrays)."""
+    depth = step.shape[2]
+
+    def strongest(values, window, from_z):
+        """First sample of the largest of ``values`` in ``window`` below ``from_z``, among the samples
+        inside the depth window (0 where none is)."""
+        offsets = np.arange(window[0], window[1] + 1)
         if offsets.size == 0:
             return np.zeros(from_z.shape, np.intp)
         at = from_z[..., None] + offsets
-        inside = (at >= 0) & (at < dz)
-        picked = np.where(inside, np.take_along_axis(values, np.clip(at, 0, dz - 1), axis=2), -np.inf)
+        inside = (at >= 0) & (at < depth)
+        picked = np.where(inside, np.take_along_axis(values, np.clip(at, 0, depth - 1), axis=2), -np.inf)
         best = np.argmax(picked, axis=2)[..., None]
         found = np.take_along_axis(picked, best, axis=2)[..., 0] > -np.inf
         return np.where(found, np.take_along_axis(at, best, axis=2)[..., 0], 0)
 
-    isos, bm = np.empty((2, dx, n_b), np.intp)
-
-    def layers_below(lo, hi, *_):
-        isos[lo:hi] = strongest(step[lo:hi], *ISOS_SEARCH_UM, ilm[lo:hi])
-        level = np.cumsum(step[lo:hi], axis=2)  # the smoothed level, (c[z] - c[0]) / scale
-        peak = strongest(level, 0.0, OUTER_COMPLEX_UM, isos[lo:hi])
-        bm[lo:hi] = strongest(-step[lo:hi], axial_um, BM_BELOW_PEAK_UM, peak)
-
-    for_blocks(layers_below, dx)
-    ilm, bm, found, open_above = ilm.T, bm.T, found.T, open_above.T
-    return ilm.astype(np.float64), np.where(found, bm, np.nan), found, open_above
+    steps = step[lo:hi]
+    isos[lo:hi] = strongest(steps, windows[0], ilm[lo:hi])
+    level = np.cumsum(steps, axis=2)  # the smoothed level, (c[z] - c[0]) / scale
+    peak = strongest(level, windows[1], isos[lo:hi])
+    bm[lo:hi] = strongest(-steps, windows[2], peak)
 
 
 def _coarse_scores(data: np.ndarray, threshold: float, scale: float, n_below: int, n_above: int):
