@@ -278,6 +278,26 @@ def test_the_compiled_onl_score_checks_its_buffers():
 
 
 @needs_kernels
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize(
+    "spacing", [(0.07, 0.0039, 0.047), (0.07, 0.0039, 0.0234), (0.07, 0.02, 0.2), (0.07, 0.005, 0.03)]
+)
+def test_the_compiled_coarse_copy_is_numpys(dtype, spacing, without_kernels):
+    """The coarse copy (block means along A-scans, then depth, in one pass per B-scan) equals the two
+    numpy passes bit for bit, trailing samples and A-scans that fill no block included."""
+    rng = np.random.default_rng(int(spacing[2] * 1000))
+    data = (rng.random((5, 61, 39)) * (250 if dtype == np.uint8 else 4000)).astype(dtype)
+    compiled = intensity.coarse(data, spacing)
+    without_kernels()
+    expected = intensity.coarse(data, spacing)
+    assert (compiled.axial_factor, compiled.lateral_factor) == (
+        expected.axial_factor,
+        expected.lateral_factor,
+    )
+    np.testing.assert_array_equal(compiled.data, expected.data)
+
+
+@needs_kernels
 def test_the_compiled_block_means_check_their_buffers():
     data = np.zeros((2, 8, 6), np.uint8)
     with pytest.raises(TypeError, match="uint8, uint16 or float32"):
@@ -290,6 +310,10 @@ def test_the_compiled_block_means_check_their_buffers():
         intensity._binning.block_mean(data, 2, 0, 0, 2, np.empty((1, 8, 6), np.float32))
     with pytest.raises(ValueError, match="lo <= hi"):
         intensity._binning.block_mean(data, 2, 2, 0, 3, np.empty((2, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        intensity._binning.coarse_mean(data, 2, 4, 0, 2, np.empty((2, 2, 2), np.float32))
+    with pytest.raises(TypeError, match="uint8, uint16 or float32"):
+        intensity._binning.coarse_mean(data.astype(np.int16), 2, 4, 0, 2, np.empty((2, 2, 3), np.float32))
 
 
 def _blocks_in_child(queue):

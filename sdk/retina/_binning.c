@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* out[b][g][x] (axis 1) or out[b][z][g] (axis 2) for b in [lo, hi); in: n_b x depth x n_a samples of
@@ -54,6 +55,42 @@ BLOCK_MEAN(uint8_t)
 BLOCK_MEAN(uint16_t)
 BLOCK_MEAN(float)
 
+/* Block means along A-scans (factor fx) and then along depth (factor fz), B-scan by B-scan through a
+   scratch slab of depth x cols floats: the same floats as block_mean along axis 2 and then along axis 1,
+   without the whole intermediate array */
+#define COARSE_MEAN(T)                                                                                           \
+    static void coarse_mean_##T(const T *in, Py_ssize_t depth, Py_ssize_t n_a, Py_ssize_t fx, Py_ssize_t fz,       \
+                                Py_ssize_t lo, Py_ssize_t hi, float *out, Py_ssize_t rows, Py_ssize_t cols,       \
+                                float *scratch) {                                                                \
+        for (Py_ssize_t b = lo; b < hi; b++) {                                                                   \
+            block_mean_##T(in + b * depth * n_a, rows * fz, n_a, fx, 2, 0, 1, scratch, rows * fz, cols);         \
+            block_mean_float(scratch, rows * fz, cols, fz, 1, 0, 1, out + b * rows * cols, rows, cols);          \
+        }                                                                                                        \
+    }
+
+COARSE_MEAN(uint8_t)
+COARSE_MEAN(uint16_t)
+COARSE_MEAN(float)
+
+/* 'B', 'H' or 'f' for a 3-D uint8, uint16 or float32 buffer; '?' with a TypeError set otherwise */
+static char volume_kind(const Py_buffer *data) {
+    const char *format = data->format == NULL ? "" : (data->format[0] == '=' ? data->format + 1 : data->format);
+    const char kind = format[0] != '\0' && format[1] == '\0' ? format[0] : '?';
+    if (data->ndim == 3 && ((kind == 'B' && data->itemsize == 1) || (kind == 'H' && data->itemsize == 2) ||
+                            (kind == 'f' && data->itemsize == 4)))
+        return kind;
+    PyErr_SetString(PyExc_TypeError, "data must be a C-contiguous 3-D uint8, uint16 or float32 array");
+    return '?';
+}
+
+/* whether out is a 3-D float32 buffer (a TypeError set if not) */
+static int float_output(const Py_buffer *out) {
+    const char *format = out->format == NULL ? "" : (out->format[0] == '=' ? out->format + 1 : out->format);
+    if (out->ndim == 3 && out->itemsize == 4 && strcmp(format, "f") == 0) return 1;
+    PyErr_SetString(PyExc_TypeError, "out must be a C-contiguous 3-D float32 array");
+    return 0;
+}
+
 static PyObject *block_mean(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *data_object, *out_object;
     Py_ssize_t factor, lo, hi;
@@ -66,18 +103,8 @@ static PyObject *block_mean(PyObject *Py_UNUSED(self), PyObject *args) {
         return NULL;
     }
     PyObject *result = NULL;
-    const char *format = data.format == NULL ? "" : (data.format[0] == '=' ? data.format + 1 : data.format);
-    const char *out_format = out.format == NULL ? "" : (out.format[0] == '=' ? out.format + 1 : out.format);
-    const char kind = format[1] == '\0' ? format[0] : '?';
-    if (data.ndim != 3 || !((kind == 'B' && data.itemsize == 1) || (kind == 'H' && data.itemsize == 2) ||
-                            (kind == 'f' && data.itemsize == 4))) {
-        PyErr_SetString(PyExc_TypeError, "data must be a C-contiguous 3-D uint8, uint16 or float32 array");
-        goto done;
-    }
-    if (out.ndim != 3 || out.itemsize != 4 || strcmp(out_format, "f") != 0) {
-        PyErr_SetString(PyExc_TypeError, "out must be a C-contiguous 3-D float32 array");
-        goto done;
-    }
+    const char kind = volume_kind(&data);
+    if (kind == '?' || !float_output(&out)) goto done;
     const Py_ssize_t n_b = data.shape[0], depth = data.shape[1], n_a = data.shape[2];
     if (factor < 1 || (axis != 1 && axis != 2) || lo < 0 || hi > n_b || lo > hi) {
         PyErr_Format(PyExc_ValueError, "need factor >= 1, axis 1 or 2 and 0 <= lo <= hi <= n_bscans (factor %zd, "
@@ -105,9 +132,60 @@ done:
     return result;
 }
 
+static PyObject *coarse_mean(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *data_object, *out_object;
+    Py_ssize_t fx, fz, lo, hi;
+    if (!PyArg_ParseTuple(args, "OnnnnO", &data_object, &fx, &fz, &lo, &hi, &out_object)) return NULL;
+    Py_buffer data, out;
+    if (PyObject_GetBuffer(data_object, &data, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    float *scratch = NULL;
+    const char kind = volume_kind(&data);
+    if (kind == '?') goto done;
+    if (!float_output(&out)) goto done;
+    const Py_ssize_t n_b = data.shape[0], depth = data.shape[1], n_a = data.shape[2];
+    if (fx < 1 || fz < 1 || lo < 0 || hi > n_b || lo > hi) {
+        PyErr_Format(PyExc_ValueError, "need factors >= 1 and 0 <= lo <= hi <= n_bscans (factors %zd, %zd, %zd..%zd)",
+                     fx, fz, lo, hi);
+        goto done;
+    }
+    const Py_ssize_t rows = depth / fz, cols = n_a / fx;
+    if (out.shape[0] != n_b || out.shape[1] != rows || out.shape[2] != cols) {
+        PyErr_Format(PyExc_ValueError, "out must have shape (%zd, %zd, %zd)", n_b, rows, cols);
+        goto done;
+    }
+    scratch = malloc(sizeof(float) * (size_t)(rows * fz * cols + 1));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS;
+    if (kind == 'B')
+        coarse_mean_uint8_t(data.buf, depth, n_a, fx, fz, lo, hi, out.buf, rows, cols, scratch);
+    else if (kind == 'H')
+        coarse_mean_uint16_t(data.buf, depth, n_a, fx, fz, lo, hi, out.buf, rows, cols, scratch);
+    else
+        coarse_mean_float(data.buf, depth, n_a, fx, fz, lo, hi, out.buf, rows, cols, scratch);
+    Py_END_ALLOW_THREADS;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(scratch);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"block_mean", block_mean, METH_VARARGS,
      "block_mean(data, factor, axis, lo, hi, out): means of groups of factor samples along axis (1 or 2) of "
+     "the B-scans [lo, hi) of data into out."},
+    {"coarse_mean", coarse_mean, METH_VARARGS,
+     "coarse_mean(data, fx, fz, lo, hi, out): means of groups of fx A-scans and then of fz samples in depth of "
      "the B-scans [lo, hi) of data into out."},
     {NULL, NULL, 0, NULL}};
 

@@ -190,7 +190,11 @@ def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:
     n_b, depth, n_a = data.shape
     fz = max(1, min(int(round(COARSE_AXIAL_MM / spacing_mm[1])), depth))
     fx = max(1, min(int(round(COARSE_LATERAL_MM / spacing_mm[2])), n_a))
-    return Coarse(_block_mean(_block_mean(data, fx, axis=2), fz, axis=1), fz, fx)
+    if not _kernel_takes(data):
+        return Coarse(_block_mean(_block_mean(data, fx, axis=2), fz, axis=1), fz, fx)
+    out = np.empty((n_b, depth // fz, n_a // fx), np.float32)  # both means in one pass per B-scan
+    for_blocks(lambda lo, hi, *_: _binning.coarse_mean(data, fx, fz, lo, hi, out), n_b)
+    return Coarse(out, fz, fx)
 
 
 def _block_mean(data: np.ndarray, factor: int, axis: int) -> np.ndarray:
@@ -203,17 +207,23 @@ def _block_mean(data: np.ndarray, factor: int, axis: int) -> np.ndarray:
     shape = list(data.shape)
     shape[axis] //= factor
     out = np.empty(shape, np.float32)
-    kernel = (
-        _binning is not None
-        and data.dtype in (np.uint8, np.uint16, np.float32)
-        and data.dtype.isnative
-        and data.flags.c_contiguous
-    )
-    if kernel:
+    if _kernel_takes(data):
         for_blocks(lambda lo, hi, *_: _binning.block_mean(data, factor, axis, lo, hi, out), data.shape[0])
     else:
         for_blocks(lambda lo, hi, *_: _numpy_block_mean(data[lo:hi], factor, axis, out[lo:hi]), data.shape[0])
     return out
+
+
+def _kernel_takes(data: np.ndarray) -> bool:
+    """Whether the compiled block means are built and take ``data`` (3-D, C-contiguous, native
+    uint8, uint16 or float32)."""
+    return (
+        _binning is not None
+        and data.ndim == 3
+        and data.dtype in (np.uint8, np.uint16, np.float32)
+        and data.dtype.isnative
+        and data.flags.c_contiguous
+    )
 
 
 def _numpy_block_mean(data: np.ndarray, factor: int, axis: int, out: np.ndarray) -> None:
