@@ -394,11 +394,13 @@ def _at(bonus, score, rows):
     rows = np.round(rows).astype(np.intp)
 
     def scored(r0, r1, traced):
-        values = np.array(score(r0, r1, traced), dtype=np.float32)  # a copy: scores may be views of the band
-        at = np.clip(rows[:, traced] - r0, 0, r1 - r0 - 1)[..., None]
-        np.put_along_axis(
-            values, at, np.maximum(np.take_along_axis(values, at, axis=2), bonus[:, traced, None]), axis=2
-        )
+        values = np.asarray(score(r0, r1, traced), dtype=np.float32)
+        if not (values.flags.owndata and values.flags.c_contiguous):  # a view of the band: not to be changed
+            values = np.ascontiguousarray(values).copy()
+        at = np.clip(rows[:, traced] - r0, 0, r1 - r0 - 1)  # flat indices: faster than put/take_along_axis
+        at = at + np.arange(0, values.size, values.shape[2]).reshape(at.shape)
+        flat = values.reshape(-1)
+        flat[at] = np.maximum(flat[at], bonus[:, traced])
         return values
 
     return scored
