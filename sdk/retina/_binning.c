@@ -91,20 +91,30 @@ static int float_output(const Py_buffer *out) {
     return 0;
 }
 
+/* data's and out's buffers, checked: data's kind ('B', 'H' or 'f'), or '?' with an error set and
+   nothing held */
+static char volume_and_output(PyObject *data_object, PyObject *out_object, Py_buffer *data, Py_buffer *out) {
+    if (PyObject_GetBuffer(data_object, data, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return '?';
+    if (PyObject_GetBuffer(out_object, out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(data);
+        return '?';
+    }
+    const char kind = volume_kind(data);
+    if (kind != '?' && float_output(out)) return kind;
+    PyBuffer_Release(out);
+    PyBuffer_Release(data);
+    return '?';
+}
+
 static PyObject *block_mean(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *data_object, *out_object;
     Py_ssize_t factor, lo, hi;
     int axis;
     if (!PyArg_ParseTuple(args, "OninnO", &data_object, &factor, &axis, &lo, &hi, &out_object)) return NULL;
     Py_buffer data, out;
-    if (PyObject_GetBuffer(data_object, &data, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(out_object, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
-    }
+    const char kind = volume_and_output(data_object, out_object, &data, &out);
+    if (kind == '?') return NULL;
     PyObject *result = NULL;
-    const char kind = volume_kind(&data);
-    if (kind == '?' || !float_output(&out)) goto done;
     const Py_ssize_t n_b = data.shape[0], depth = data.shape[1], n_a = data.shape[2];
     if (factor < 1 || (axis != 1 && axis != 2) || lo < 0 || hi > n_b || lo > hi) {
         PyErr_Format(PyExc_ValueError, "need factor >= 1, axis 1 or 2 and 0 <= lo <= hi <= n_bscans (factor %zd, "
@@ -137,16 +147,10 @@ static PyObject *coarse_mean(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t fx, fz, lo, hi;
     if (!PyArg_ParseTuple(args, "OnnnnO", &data_object, &fx, &fz, &lo, &hi, &out_object)) return NULL;
     Py_buffer data, out;
-    if (PyObject_GetBuffer(data_object, &data, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(out_object, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
-    }
+    const char kind = volume_and_output(data_object, out_object, &data, &out);
+    if (kind == '?') return NULL;
     PyObject *result = NULL;
     float *scratch = NULL;
-    const char kind = volume_kind(&data);
-    if (kind == '?') goto done;
-    if (!float_output(&out)) goto done;
     const Py_ssize_t n_b = data.shape[0], depth = data.shape[1], n_a = data.shape[2];
     if (fx < 1 || fz < 1 || lo < 0 || hi > n_b || lo > hi) {
         PyErr_Format(PyExc_ValueError, "need factors >= 1 and 0 <= lo <= hi <= n_bscans (factors %zd, %zd, %zd..%zd)",
