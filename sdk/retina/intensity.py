@@ -115,6 +115,13 @@ def sorted_median(values: np.ndarray) -> np.floating:
     return values[half] if values.size % 2 else (values[half - 1] + values[half]) / 2
 
 
+def median_and_spread(values: np.ndarray) -> tuple[float, float]:
+    """Median of a sorted 1-D float array and its upper spread (84th percentile minus median, at
+    least 1e-6), as floats."""
+    median = float(sorted_median(values))
+    return median, float(max(sorted_percentile(values, 84) - median, 1e-6))
+
+
 def _rescaled(data: np.ndarray, low: float, high: float) -> np.ndarray:
     """float32 copy of ``data`` clipped to [low, high] and mapped to 0..DISPLAY_RANGE; halves are
     taken first so that no difference of two finite float64 values can overflow."""
@@ -180,9 +187,8 @@ def levels(data: np.ndarray, coarse_data: np.ndarray) -> Levels:
 def _dark_level(data: np.ndarray) -> tuple[float, float]:
     """Median and upper spread (84th percentile minus median) of the darkest 60% of samples."""
     voxels = np.sort(np.asarray(data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE], dtype=np.float32), axis=None)
-    dark = voxels[: np.count_nonzero(voxels <= sorted_percentile(voxels, 60))]  # sorted: the darkest
-    median = float(sorted_median(dark))
-    return median, float(max(sorted_percentile(dark, 84) - median, 1e-6))
+    darkest = np.count_nonzero(voxels <= sorted_percentile(voxels, 60))  # sorted: the first ones
+    return median_and_spread(voxels[:darkest])
 
 
 def coarse(data: np.ndarray, spacing_mm: tuple[float, float, float]) -> Coarse:

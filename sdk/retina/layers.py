@@ -31,7 +31,7 @@ import numpy as np
 
 from sdk import ndimage
 from sdk.retina.chunks import for_blocks
-from sdk.retina.intensity import Coarse, Levels, sorted_median, sorted_percentile
+from sdk.retina.intensity import Coarse, Levels, median_and_spread
 from sdk.retina.median import median_filter
 from sdk.retina.paths import band_path, best_path
 
@@ -396,7 +396,7 @@ def _at(bonus, score, rows):
     def scored(r0, r1, traced):
         values = np.asarray(score(r0, r1, traced), dtype=np.float32)
         if not (values.flags.owndata and values.flags.c_contiguous):  # a view of the band: not to be changed
-            values = np.ascontiguousarray(values).copy()
+            values = np.array(values, order="C")
         at = np.clip(rows[:, traced] - r0, 0, r1 - r0 - 1)  # flat indices: faster than put/take_along_axis
         at = at + np.arange(0, values.size, values.shape[2]).reshape(at.shape)
         flat = values.reshape(-1)
@@ -566,11 +566,10 @@ def _vitreous_levels(data, top_of_retina_px, levels: Levels) -> Levels:
     (n_bscans, n_ascans), on every 2nd B-scan and 4th A-scan; ``levels`` if too little vitreous."""
     sample = data[::2, :, ::4]
     above = np.arange(data.shape[1])[None, :, None] < top_of_retina_px[::2, None, ::4]
-    voxels = np.sort(np.asarray(sample[above], dtype=np.float32))
+    voxels = np.asarray(sample[above], dtype=np.float32)
     if voxels.size < MIN_VITREOUS_VOXELS:
         return levels
-    background = float(sorted_median(voxels))
-    spread = float(max(sorted_percentile(voxels, 84) - background, 1e-6))
+    background, spread = median_and_spread(np.sort(voxels))
     return dataclasses.replace(levels, background=background, noise_sd=spread)
 
 
