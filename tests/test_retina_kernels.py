@@ -5,6 +5,8 @@ references (identical arrays, and a whole segmentation identical with the kernel
 parallel blocks with a halo (against the whole-array filter), A-scan binning (against
 reshape-and-mean), percentiles (against numpy's)."""
 
+import sys
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -521,3 +523,96 @@ def test_the_compiled_median_checks_its_buffers():
         median._median.median_filter(values, 3, 3, np.empty((4, 5), np.float64))
     with pytest.raises(TypeError, match="one shape"):
         median._median.median_filter(values, 3, 3, np.empty((5, 4), np.float32))
+
+
+MAP, VOLUME = (4, 5), (4, 5, 6)
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "shape, call, message",
+    [
+        # the last argument is wrong: every buffer taken before it must be released
+        (
+            MAP,
+            lambda held: median._median.median_filter(held, 3, 3, np.zeros(MAP, np.int32)),
+            "out must be a C-contiguous 2-D float32 or float64 array",
+        ),
+        (
+            VOLUME,
+            lambda held: intensity._binning.block_mean(held, 1, 2, 0, 4, np.zeros(MAP, np.float32)),
+            "out must be a C-contiguous 3-D float32 array",
+        ),
+        (
+            VOLUME,
+            lambda held: paths._paths.best_path(held, 1, 0.0, np.zeros(MAP, np.int32)),
+            "out must be a C-contiguous 2-D int64 array",
+        ),
+        (
+            VOLUME,
+            lambda held: layers._band.coarse_layers(
+                held,
+                np.zeros(MAP, np.int64),
+                (0, 1),
+                (0, 1),
+                (0, 1),
+                0,
+                4,
+                np.zeros(MAP, np.int64),
+                np.zeros(MAP, np.float64),
+            ),
+            "bm must be a C-contiguous 2-D int64 array",
+        ),
+        (
+            VOLUME,
+            lambda held: paths._paths.band_path(
+                held,
+                1.0,
+                np.zeros(MAP),
+                np.zeros(MAP),
+                0.0,
+                1,
+                0.0,
+                np.zeros(MAP, np.int64),
+                np.zeros(MAP, np.int64),
+            ),
+            "refined must be a C-contiguous 2-D float64 array",
+        ),
+        (
+            MAP,
+            lambda held: median._median.median_filter(held.astype(np.int16), 3, 3, np.zeros(MAP, np.float32)),
+            "values must be a C-contiguous 2-D float32 or float64 array",
+        ),
+        (
+            VOLUME,
+            lambda held: intensity._binning.coarse_mean(
+                held.astype(np.int8), 1, 1, 0, 4, np.zeros(VOLUME, np.float32)
+            ),
+            "data must be a C-contiguous 3-D uint8, uint16 or float32 array",
+        ),
+    ],
+)
+def test_the_kernels_name_the_wrong_argument_and_release_the_others(shape, call, message):
+    held = np.zeros(shape, np.float32)
+    references = sys.getrefcount(held)  # a buffer still held would keep a reference to its array
+    with pytest.raises(TypeError) as raised:
+        call(held)
+    assert str(raised.value) == message
+    del raised  # its traceback holds the call's frame, and so the array
+    assert sys.getrefcount(held) == references
+
+
+@needs_kernels
+def test_the_banded_search_reads_a_strided_score():
+    """band_path takes its score with any strides (a view of the band); the answer is the copy's."""
+    rng = np.random.default_rng(3)
+    score = rng.normal(size=(12, 3, 40)).astype(np.float32)
+    low, high = np.full((12, 3), 2.0), np.full((12, 3), 30.0)
+    view = np.ascontiguousarray(np.swapaxes(score, 0, 1)).swapaxes(0, 1)
+    assert not view.flags.c_contiguous
+    paths_view, refined_view = np.zeros((12, 3), np.int64), np.zeros((12, 3))
+    paths_copy, refined_copy = np.zeros((12, 3), np.int64), np.zeros((12, 3))
+    assert paths._paths.band_path(view, 1.0, low, high, 0.0, 2, 0.01, paths_view, refined_view)
+    assert paths._paths.band_path(score, 1.0, low, high, 0.0, 2, 0.01, paths_copy, refined_copy)
+    np.testing.assert_array_equal(paths_view, paths_copy)
+    np.testing.assert_array_equal(refined_view, refined_copy)

@@ -17,8 +17,7 @@
    (n_a, n_b, rows + 2 pad + 1), edge float32 (n_a, n_b, rows). It runs without the GIL, so that
    blocks of A-scans run in parallel threads. Only the buffer protocol is used (no numpy headers). */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "buffers.h" /* Python.h and the checked array arguments */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -145,40 +144,21 @@ VECTOR_CLONES static void fill(const Band *band, Py_ssize_t lo, Py_ssize_t hi, f
     }
 }
 
-static int get_buffer(PyObject *object, Py_buffer *view, const char *name, char format, Py_ssize_t itemsize,
-                      int ndim, int writable) {
-    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
-    const char *f = view->format == NULL ? "" : (view->format[0] == '=' ? view->format + 1 : view->format);
-    if (view->ndim != ndim || view->itemsize != itemsize || f[0] != format || f[1] != '\0') {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous %d-D %s array", name, ndim,
-                     format == 'f' ? "float32" : (format == 'd' ? "float64" : "int64"));
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *band_fill(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *objects[7];
     Py_ssize_t k, pad, lo, hi;
     if (!PyArg_ParseTuple(args, "OOOOOnnnnOO", &objects[0], &objects[1], &objects[2], &objects[3], &objects[4], &k,
                           &pad, &lo, &hi, &objects[5], &objects[6]))
         return NULL;
-    static const char *names[7] = {"data", "start", "weights_a", "weights_b", "weights_r", "cumulative", "edge"};
-    const char int64_format = sizeof(long) == 8 ? 'l' : 'q'; /* int64 is 'l' on LP64 Linux */
-    const char formats[7] = {'f', int64_format, 'd', 'd', 'd', 'f', 'f'};
-    const Py_ssize_t sizes[7] = {4, 8, 8, 8, 8, 4, 4};
-    const int dims[7] = {3, 2, 1, 1, 1, 3, 3}, writable[7] = {0, 0, 0, 0, 0, 1, 1};
+    static const BufferSpec specs[7] = {{"data", "f", 3, 0, 0},      {"start", "q", 2, 0, 0},
+                                        {"weights_a", "d", 1, 0, 0}, {"weights_b", "d", 1, 0, 0},
+                                        {"weights_r", "d", 1, 0, 0}, {"cumulative", "f", 3, 1, 0},
+                                        {"edge", "f", 3, 1, 0}};
     Py_buffer views[7];
-    int n_views = 0;
+    if (take_buffers(objects, specs, 7, views) < 0) return NULL;
     PyObject *result = NULL;
     float *smooth = NULL, *lines = NULL, *line = NULL;
     double *sums = NULL;
-    for (; n_views < 7; n_views++)
-        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
-                       dims[n_views], writable[n_views]) < 0)
-            goto done;
     Band band = {.data = views[0].buf, .start = views[1].buf, .cumulative = views[5].buf, .edge = views[6].buf};
     band.n_b = views[0].shape[0];
     band.depth = views[0].shape[1];
@@ -189,7 +169,7 @@ static PyObject *band_fill(PyObject *Py_UNUSED(self), PyObject *args) {
     for (int axis = 0; axis < 3; axis++) {
         const Py_ssize_t size = views[2 + axis].shape[0];
         if (size % 2 == 0) {
-            PyErr_Format(PyExc_ValueError, "%s must have an odd length, not %zd", names[2 + axis], size);
+            PyErr_Format(PyExc_ValueError, "%s must have an odd length, not %zd", specs[2 + axis].name, size);
             goto done;
         }
         band.c[axis] = size / 2;
@@ -225,7 +205,7 @@ done:
     free(lines);
     free(line);
     free(sums);
-    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    release_buffers(views, 7);
     return result;
 }
 
@@ -283,24 +263,18 @@ static PyObject *band_coarse_scores(PyObject *Py_UNUSED(self), PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOddnndnnOOOO", &objects[0], &objects[1], &threshold, &scale, &n_below, &n_above,
                           &outside_cost, &lo, &hi, &objects[2], &objects[3], &objects[4], &objects[5]))
         return NULL;
-    static const char *names[6] = {"data", "weights", "below", "above", "step", "cost"};
-    const char formats[6] = {'f', 'd', 'f', 'f', 'f', 'f'};
-    const Py_ssize_t sizes[6] = {4, 8, 4, 4, 4, 4};
-    const int dims[6] = {3, 1, 3, 3, 3, 3}, writable[6] = {0, 0, 1, 1, 1, 1};
+    static const BufferSpec specs[6] = {{"data", "f", 3, 0, 0},  {"weights", "d", 1, 0, 0}, {"below", "f", 3, 1, 0},
+                                        {"above", "f", 3, 1, 0}, {"step", "f", 3, 1, 0},    {"cost", "f", 3, 1, 0}};
     Py_buffer views[6];
-    int n_views = 0;
+    if (take_buffers(objects, specs, 6, views) < 0) return NULL;
     PyObject *result = NULL;
     float *line = NULL, *smooth = NULL, *count = NULL;
     double *sums = NULL;
-    for (; n_views < 6; n_views++)
-        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
-                       dims[n_views], writable[n_views]) < 0)
-            goto done;
     const Py_ssize_t n_b = views[0].shape[0], dz = views[0].shape[1], dx = views[0].shape[2];
     const Py_ssize_t size = views[1].shape[0];
     for (int i = 2; i < 6; i++)
         if (views[i].shape[0] != dx || views[i].shape[1] != n_b || views[i].shape[2] != dz) {
-            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans, depth) of data", names[i]);
+            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans, depth) of data", specs[i].name);
             goto done;
         }
     if (size % 2 == 0 || n_below < 1 || n_above < 1 || lo < 0 || hi > dx || lo > hi || dz == 0 ||
@@ -330,7 +304,7 @@ done:
     free(smooth);
     free(count);
     free(sums);
-    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    release_buffers(views, 6);
     return result;
 }
 
@@ -345,18 +319,11 @@ static PyObject *band_fall_onto_dark(PyObject *Py_UNUSED(self), PyObject *args) 
     if (!PyArg_ParseTuple(args, "OOOnnnndnnO", &objects[0], &objects[1], &objects[2], &pad, &r0, &r1, &length,
                           &background, &lo, &hi, &objects[3]))
         return NULL;
-    static const char *names[4] = {"cumulative", "edge", "traced", "out"};
-    const char int64_format = sizeof(long) == 8 ? 'l' : 'q';
-    const char formats[4] = {'f', 'f', int64_format, 'f'};
-    const Py_ssize_t sizes[4] = {4, 4, 8, 4};
-    const int dims[4] = {3, 3, 1, 3}, writable[4] = {0, 0, 0, 1};
+    static const BufferSpec specs[4] = {
+        {"cumulative", "f", 3, 0, 0}, {"edge", "f", 3, 0, 0}, {"traced", "q", 1, 0, 0}, {"out", "f", 3, 1, 0}};
     Py_buffer views[4];
-    int n_views = 0;
+    if (take_buffers(objects, specs, 4, views) < 0) return NULL;
     PyObject *result = NULL;
-    for (; n_views < 4; n_views++)
-        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
-                       dims[n_views], writable[n_views]) < 0)
-            goto done;
     const Py_ssize_t n_a = views[1].shape[0], n_b = views[1].shape[1], rows = views[1].shape[2];
     const Py_ssize_t n_t = views[2].shape[0], width = views[0].shape[2];
     const int64_t *traced = views[2].buf;
@@ -397,7 +364,7 @@ static PyObject *band_fall_onto_dark(PyObject *Py_UNUSED(self), PyObject *args) 
     result = Py_None;
     Py_INCREF(result);
 done:
-    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    release_buffers(views, 4);
     return result;
 }
 
@@ -424,23 +391,16 @@ static PyObject *band_coarse_layers(PyObject *Py_UNUSED(self), PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO(nn)(nn)(nn)nnOO", &objects[0], &objects[1], &windows[0], &windows[1],
                           &windows[2], &windows[3], &windows[4], &windows[5], &lo, &hi, &objects[2], &objects[3]))
         return NULL;
-    static const char *names[4] = {"step", "ilm", "isos", "bm"};
-    const char int64_format = sizeof(long) == 8 ? 'l' : 'q';
-    const char formats[4] = {'f', int64_format, int64_format, int64_format};
-    const Py_ssize_t sizes[4] = {4, 8, 8, 8};
-    const int dims[4] = {3, 2, 2, 2}, writable[4] = {0, 0, 1, 1};
+    static const BufferSpec specs[4] = {
+        {"step", "f", 3, 0, 0}, {"ilm", "q", 2, 0, 0}, {"isos", "q", 2, 1, 0}, {"bm", "q", 2, 1, 0}};
     Py_buffer views[4];
-    int n_views = 0;
+    if (take_buffers(objects, specs, 4, views) < 0) return NULL;
     PyObject *result = NULL;
     float *level = NULL;
-    for (; n_views < 4; n_views++)
-        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
-                       dims[n_views], writable[n_views]) < 0)
-            goto done;
     const Py_ssize_t dx = views[0].shape[0], n_b = views[0].shape[1], dz = views[0].shape[2];
     for (int i = 1; i < 4; i++)
         if (views[i].shape[0] != dx || views[i].shape[1] != n_b) {
-            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans) of step", names[i]);
+            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans) of step", specs[i].name);
             goto done;
         }
     if (dz == 0 || lo < 0 || hi > dx || lo > hi) {
@@ -472,7 +432,7 @@ static PyObject *band_coarse_layers(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_INCREF(result);
 done:
     free(level);
-    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    release_buffers(views, 4);
     return result;
 }
 

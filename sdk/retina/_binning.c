@@ -11,11 +11,9 @@
    not read). It runs without the GIL, so that blocks of B-scans run in parallel threads. Only the
    buffer protocol is used (no numpy headers). */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "buffers.h" /* Python.h and the checked array arguments */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* out[b][g][x] (axis 1) or out[b][z][g] (axis 2) for b in [lo, hi); in: n_b x depth x n_a samples of
    type T; out: n_b x rows x cols floats */
@@ -72,48 +70,18 @@ COARSE_MEAN(uint8_t)
 COARSE_MEAN(uint16_t)
 COARSE_MEAN(float)
 
-/* 'B', 'H' or 'f' for a 3-D uint8, uint16 or float32 buffer; '?' with a TypeError set otherwise */
-static char volume_kind(const Py_buffer *data) {
-    const char *format = data->format == NULL ? "" : (data->format[0] == '=' ? data->format + 1 : data->format);
-    const char kind = format[0] != '\0' && format[1] == '\0' ? format[0] : '?';
-    if (data->ndim == 3 && ((kind == 'B' && data->itemsize == 1) || (kind == 'H' && data->itemsize == 2) ||
-                            (kind == 'f' && data->itemsize == 4)))
-        return kind;
-    PyErr_SetString(PyExc_TypeError, "data must be a C-contiguous 3-D uint8, uint16 or float32 array");
-    return '?';
-}
-
-/* whether out is a 3-D float32 buffer (a TypeError set if not) */
-static int float_output(const Py_buffer *out) {
-    const char *format = out->format == NULL ? "" : (out->format[0] == '=' ? out->format + 1 : out->format);
-    if (out->ndim == 3 && out->itemsize == 4 && strcmp(format, "f") == 0) return 1;
-    PyErr_SetString(PyExc_TypeError, "out must be a C-contiguous 3-D float32 array");
-    return 0;
-}
-
-/* data's and out's buffers, checked: data's kind ('B', 'H' or 'f'), or '?' with an error set and
-   nothing held */
-static char volume_and_output(PyObject *data_object, PyObject *out_object, Py_buffer *data, Py_buffer *out) {
-    if (PyObject_GetBuffer(data_object, data, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return '?';
-    if (PyObject_GetBuffer(out_object, out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(data);
-        return '?';
-    }
-    const char kind = volume_kind(data);
-    if (kind != '?' && float_output(out)) return kind;
-    PyBuffer_Release(out);
-    PyBuffer_Release(data);
-    return '?';
-}
+/* data (uint8, uint16 or float32) and out (float32), both 3-D */
+static const BufferSpec volume_specs[2] = {{"data", "BHf", 3, 0, 0}, {"out", "f", 3, 1, 0}};
 
 static PyObject *block_mean(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *data_object, *out_object;
+    PyObject *objects[2];
     Py_ssize_t factor, lo, hi;
     int axis;
-    if (!PyArg_ParseTuple(args, "OninnO", &data_object, &factor, &axis, &lo, &hi, &out_object)) return NULL;
-    Py_buffer data, out;
-    const char kind = volume_and_output(data_object, out_object, &data, &out);
-    if (kind == '?') return NULL;
+    if (!PyArg_ParseTuple(args, "OninnO", &objects[0], &factor, &axis, &lo, &hi, &objects[1])) return NULL;
+    Py_buffer views[2];
+    if (take_buffers(objects, volume_specs, 2, views) < 0) return NULL;
+    const Py_buffer data = views[0], out = views[1];
+    const char kind = buffer_kind(&data);
     PyObject *result = NULL;
     const Py_ssize_t n_b = data.shape[0], depth = data.shape[1], n_a = data.shape[2];
     if (factor < 1 || (axis != 1 && axis != 2) || lo < 0 || hi > n_b || lo > hi) {
@@ -137,18 +105,18 @@ static PyObject *block_mean(PyObject *Py_UNUSED(self), PyObject *args) {
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&data);
+    release_buffers(views, 2);
     return result;
 }
 
 static PyObject *coarse_mean(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *data_object, *out_object;
+    PyObject *objects[2];
     Py_ssize_t fx, fz, lo, hi;
-    if (!PyArg_ParseTuple(args, "OnnnnO", &data_object, &fx, &fz, &lo, &hi, &out_object)) return NULL;
-    Py_buffer data, out;
-    const char kind = volume_and_output(data_object, out_object, &data, &out);
-    if (kind == '?') return NULL;
+    if (!PyArg_ParseTuple(args, "OnnnnO", &objects[0], &fx, &fz, &lo, &hi, &objects[1])) return NULL;
+    Py_buffer views[2];
+    if (take_buffers(objects, volume_specs, 2, views) < 0) return NULL;
+    const Py_buffer data = views[0], out = views[1];
+    const char kind = buffer_kind(&data);
     PyObject *result = NULL;
     float *scratch = NULL;
     const Py_ssize_t n_b = data.shape[0], depth = data.shape[1], n_a = data.shape[2];
@@ -179,8 +147,7 @@ static PyObject *coarse_mean(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_INCREF(result);
 done:
     free(scratch);
-    PyBuffer_Release(&out);
-    PyBuffer_Release(&data);
+    release_buffers(views, 2);
     return result;
 }
 

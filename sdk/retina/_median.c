@@ -8,8 +8,7 @@
    One call: median_filter(values, size_y, size_x, out), values and out C-contiguous 2-D arrays of one
    float type and shape; it runs without the GIL. Only the buffer protocol is used (no numpy headers). */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "buffers.h" /* Python.h and the checked array arguments */
 #include <stdlib.h>
 
 static Py_ssize_t clamp(Py_ssize_t i, Py_ssize_t n) { return i < 0 ? 0 : (i >= n ? n - 1 : i); }
@@ -59,23 +58,19 @@ FILTER(float)
 FILTER(double)
 
 static PyObject *median_filter(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *values_object, *out_object;
+    PyObject *objects[2];
     Py_ssize_t sy, sx;
-    if (!PyArg_ParseTuple(args, "OnnO", &values_object, &sy, &sx, &out_object)) return NULL;
+    if (!PyArg_ParseTuple(args, "OnnO", &objects[0], &sy, &sx, &objects[1])) return NULL;
     if (sy < 1 || sx < 1 || sy % 2 == 0 || sx % 2 == 0)
         return PyErr_Format(PyExc_ValueError, "the window must have odd sides, not %zd x %zd", sy, sx);
-    Py_buffer values, out;
-    if (PyObject_GetBuffer(values_object, &values, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(out_object, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&values);
-        return NULL;
-    }
+    static const BufferSpec specs[2] = {{"values", "fd", 2, 0, 0}, {"out", "fd", 2, 1, 0}};
+    Py_buffer views[2];
+    if (take_buffers(objects, specs, 2, views) < 0) return NULL;
+    const Py_buffer values = views[0], out = views[1];
     PyObject *result = NULL;
     void *window = NULL;
-    const char format = values.format == NULL ? 0 : values.format[values.format[0] == '=' ? 1 : 0];
-    const char out_format = out.format == NULL ? 0 : out.format[out.format[0] == '=' ? 1 : 0];
-    if (values.ndim != 2 || out.ndim != 2 || !((format == 'f' && values.itemsize == 4) || (format == 'd' && values.itemsize == 8)) ||
-        out_format != format || out.shape[0] != values.shape[0] || out.shape[1] != values.shape[1]) {
+    const char format = buffer_kind(&values);
+    if (buffer_kind(&out) != format || out.shape[0] != values.shape[0] || out.shape[1] != values.shape[1]) {
         PyErr_SetString(PyExc_TypeError, "values and out must be C-contiguous 2-D float32 or float64 arrays of one shape");
         goto done;
     }
@@ -95,8 +90,7 @@ static PyObject *median_filter(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_INCREF(result);
 done:
     free(window);
-    PyBuffer_Release(&values);
-    PyBuffer_Release(&out);
+    release_buffers(views, 2);
     return result;
 }
 

@@ -19,8 +19,7 @@
      refined float64 and path int64, C-contiguous (n_a, n_b). It returns False where a cost is not
      finite (path and refined are then not written). */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "buffers.h" /* Python.h and the checked array arguments */
 #include <math.h> /* INFINITY, isfinite, isnan */
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,23 +68,6 @@ static void solve(float *acc, float *reach, float *window, int64_t *path, Py_ssi
     }
 }
 
-static int get_buffer(PyObject *object, Py_buffer *view, const char *name, const char *format,
-                      Py_ssize_t itemsize, int ndim, int writable) {
-    const int flags = (format[0] == 'f' && !writable ? PyBUF_STRIDES : PyBUF_C_CONTIGUOUS) | PyBUF_FORMAT;
-    if (PyObject_GetBuffer(object, view, flags | (writable ? PyBUF_WRITABLE : 0)) < 0) return -1;
-    if (view->ndim != ndim || view->itemsize != itemsize || view->format == NULL ||
-        !(view->format[0] == format[0] || (view->format[0] == '=' && view->format[1] == format[0]))) {
-        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous %d-D %s array", name, ndim,
-                     format[0] == 'f' ? "float32" : (format[0] == 'd' ? "float64" : "int64"));
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
-/* int64 is 'l' on LP64 Linux and 'q' elsewhere */
-static const char *int64_format(void) { return sizeof(long) == 8 ? "l" : "q"; }
-
 /* The search's memory: acc (n_a, n_b, n_o + 2m) all +inf, to be filled with costs, and its rows. */
 typedef struct {
     float *acc, *reach, *window, *penalty;
@@ -122,21 +104,14 @@ static int work_alloc(Work *work, Py_ssize_t n_a, Py_ssize_t n_b, Py_ssize_t n_o
 }
 
 static PyObject *best_path(PyObject *Py_UNUSED(self), PyObject *args) {
-    PyObject *cost_object, *out_object;
+    PyObject *objects[2];
     Py_ssize_t m;
     double step_penalty;
-    if (!PyArg_ParseTuple(args, "OndO", &cost_object, &m, &step_penalty, &out_object)) return NULL;
-    Py_buffer cost, out;
-    if (get_buffer(cost_object, &cost, "cost", "f", 4, 3, 0) < 0) return NULL;
-    if (!PyBuffer_IsContiguous(&cost, 'C')) {
-        PyErr_SetString(PyExc_ValueError, "cost must be a C-contiguous 3-D float32 array");
-        PyBuffer_Release(&cost);
-        return NULL;
-    }
-    if (get_buffer(out_object, &out, "out", int64_format(), 8, 2, 1) < 0) {
-        PyBuffer_Release(&cost);
-        return NULL;
-    }
+    if (!PyArg_ParseTuple(args, "OndO", &objects[0], &m, &step_penalty, &objects[1])) return NULL;
+    static const BufferSpec specs[2] = {{"cost", "f", 3, 0, 0}, {"out", "q", 2, 1, 0}};
+    Py_buffer views[2];
+    if (take_buffers(objects, specs, 2, views) < 0) return NULL;
+    const Py_buffer cost = views[0], out = views[1];
     const Py_ssize_t n_a = cost.shape[0], n_b = cost.shape[1], n_o = cost.shape[2];
     PyObject *result = NULL;
     Work work = {NULL, NULL, NULL, NULL};
@@ -155,8 +130,7 @@ static PyObject *best_path(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_INCREF(result);
 done:
     work_free(&work);
-    PyBuffer_Release(&cost);
-    PyBuffer_Release(&out);
+    release_buffers(views, 2);
     return result;
 }
 
@@ -233,22 +207,19 @@ static PyObject *band_path(PyObject *Py_UNUSED(self), PyObject *args) {
     if (!PyArg_ParseTuple(args, "OdOOdndOO", &objects[0], &scale, &objects[1], &objects[2], &outside, &m,
                           &step_penalty, &objects[3], &objects[4]))
         return NULL;
-    static const char *names[5] = {"score", "low", "high", "path", "refined"};
-    const char *formats[5] = {"f", "d", "d", int64_format(), "d"};
-    const Py_ssize_t sizes[5] = {4, 8, 8, 8, 8};
-    const int dims[5] = {3, 2, 2, 2, 2}, writable[5] = {0, 0, 0, 1, 1};
+    static const BufferSpec specs[5] = {{"score", "f", 3, 0, 1}, /* any strides: score_at reads them */
+                                        {"low", "d", 2, 0, 0},
+                                        {"high", "d", 2, 0, 0},
+                                        {"path", "q", 2, 1, 0},
+                                        {"refined", "d", 2, 1, 0}};
     Py_buffer views[5];
-    int n_views = 0;
+    if (take_buffers(objects, specs, 5, views) < 0) return NULL;
     PyObject *result = NULL;
     Work work = {NULL, NULL, NULL, NULL};
-    for (; n_views < 5; n_views++)
-        if (get_buffer(objects[n_views], &views[n_views], names[n_views], formats[n_views], sizes[n_views],
-                       dims[n_views], writable[n_views]) < 0)
-            goto done;
     const Py_ssize_t n_a = views[0].shape[0], n_b = views[0].shape[1], n_o = views[0].shape[2];
     for (int i = 1; i < 5; i++)
         if (views[i].shape[0] != n_a || views[i].shape[1] != n_b) {
-            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans) of score", names[i]);
+            PyErr_Format(PyExc_ValueError, "%s must have shape (n_ascans, n_bscans) of score", specs[i].name);
             goto done;
         }
     if (work_alloc(&work, n_a, n_b, n_o, m, step_penalty) < 0) goto done;
@@ -264,7 +235,7 @@ static PyObject *band_path(PyObject *Py_UNUSED(self), PyObject *args) {
     result = PyBool_FromLong(finite);
 done:
     work_free(&work);
-    while (n_views-- > 0) PyBuffer_Release(&views[n_views]);
+    release_buffers(views, 5);
     return result;
 }
 
