@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sdk.cpu import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.01
 LOOP = "loop"
@@ -157,7 +159,7 @@ def summarise(rounds: list[dict], settings: list[str], args, load_before, argv) 
     return {
         "command": " ".join(["python -m benchmarks.batch_throughput", *argv]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -181,16 +183,6 @@ def table(record: dict) -> str:
             f"{s['steady_vs_loop']:.2f} |"
         )
     return "\n".join(rows)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 ::
 
     python -m converters bundle CHECKPOINT_DIR OUT_DIR [--target cpu|tensorrt|all] [--signing-key KEY]
-                                [--overwrite] [--phantom-shape B D A]
+                                [--int8] [--overwrite] [--phantom-shape B D A]
     python -m converters keygen OUT_PREFIX         # OUT_PREFIX.key.pem (private, 0600) and .pub.pem
     python -m converters sign BUNDLE --signing-key KEY
-    python -m converters verify BUNDLE [--backend onnxruntime|tensorrt|torch|auto] [--precision fp32|fp16]
-                                       [--trusted-keys PATH] [--cache-dir DIR] [--threads N]
+    python -m converters verify BUNDLE [--backend onnxruntime|tensorrt|torch|auto]
+                                       [--precision fp32|fp16|int8] [--trusted-keys PATH]
+                                       [--cache-dir DIR] [--threads N]
     python -m converters random-checkpoint OUT_DIR [--width W] [--input-px N] [--seed S] [--overwrite]
                                                    [--phantom-shape B D A]
 
@@ -24,6 +25,7 @@ import argparse
 import logging
 import sys
 
+from sdk.bundle import PRECISIONS
 from sdk.errors import OCTError
 
 PROG = "python -m converters"
@@ -47,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         help="ship only what this target runs: cpu the merged FP32 models, tensorrt the per-stage FP32 "
         "and FP16 models the engine builder reads (default %(default)s: both)",
     )
+    bundle.add_argument(
+        "--int8",
+        action="store_true",
+        help="also ship int8 merged models, calibrated on the checkpoint's calibration eyes and refused "
+        "(nothing written) unless they agree with FP32 within the int8 gate (target cpu or all)",
+    )
     _signing_key_option(bundle, required=False)
     _phantom_shape_option(bundle, "golden phantom eyes")
 
@@ -64,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument(
         "--backend", default="onnxruntime", choices=("onnxruntime", "tensorrt", "torch", "auto")
     )
-    verify.add_argument(
-        "--precision", choices=("fp32", "fp16"), help="default: fp16 for tensorrt, fp32 otherwise"
-    )
+    verify.add_argument("--precision", choices=PRECISIONS, help="default: fp16 for tensorrt, fp32 otherwise")
     verify.add_argument(
         "--trusted-keys",
         metavar="PATH",
@@ -115,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                     phantom_shape=args.phantom_shape,
                     target=args.target,
                     signing_key=args.signing_key,
+                    int8=args.int8,
                 )
             )
         elif args.command == "keygen":

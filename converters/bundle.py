@@ -45,14 +45,18 @@ import torch
 import phantom
 import sdk
 from converters.fp16 import convert_to_fp16
+from converters.int8 import METHOD as INT8_METHOD
+from converters.int8 import calibration_inputs, gate, quantise
 from converters.onnx_export import export_onnx, onnx_outputs, onnx_probabilities
 from converters.shared_trunk import OUTPUTS as MERGED_OUTPUTS
 from converters.shared_trunk import merge_stages
 from converters.verify import Agreement
 from sdk import maps, signing
 from sdk.bundle import (
+    FLOAT_PRECISIONS,
     FORMAT,
     MANIFEST,
+    QUANTISED,
     SCHEMA_VERSION,
     SIGNATURE,
     TARGETS,
@@ -81,12 +85,14 @@ DEFAULT_GOLDEN_EYES = (
 TOLERANCES = {
     "fp32": {"max_abs_probability": 1e-4, "min_top1_agreement": 0.99},
     "fp16": {"max_abs_probability": 1e-2, "min_top1_agreement": 0.99},
+    "int8": {"max_abs_probability": 5e-2, "min_top1_agreement": 0.99},
 }
 """Agreement a backend must reach with the PyTorch reference: at conversion (ONNX Runtime FP32 vs
-PyTorch, FP16 vs FP32) and in ``python -m converters verify`` (any backend vs golden.npz)."""
+PyTorch, FP16 vs FP32, int8 vs FP32 on held-out training eyes and the golden eyes) and in
+``python -m converters verify`` (any backend vs golden.npz)."""
 VERSIONED = ("numpy", "scipy", "torch", "onnx", "onnxruntime")
 # a merged stage model computes what the separate ones do; ONNX Runtime may fuse its graph differently
-MERGED_TOLERANCE = {precision: 0.1 * limit["max_abs_probability"] for precision, limit in TOLERANCES.items()}
+MERGED_TOLERANCE = {p: 0.1 * TOLERANCES[p]["max_abs_probability"] for p in FLOAT_PRECISIONS}
 STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
 
 _LOG = logging.getLogger(__name__)
@@ -101,6 +107,7 @@ def build_bundle(
     phantom_shape: tuple[int, int, int] | None = None,
     target: str = "all",
     signing_key: str | os.PathLike | None = None,
+    int8: bool = False,
 ) -> Path:
     """Convert a checkpoint directory into a bundle folder ``out_dir``.
 
@@ -109,6 +116,8 @@ def build_bundle(
     phantom_shape : their (n_bscans, depth, n_ascans) (default: phantom's full size).
     target : "cpu", "tensorrt" or "all": which model files the bundle ships (``sdk.bundle.TARGETS``).
     signing_key : an Ed25519 private key file (``python -m converters keygen``): the bundle is signed.
+    int8 : also ship int8 merged models (:mod:`converters.int8`), calibrated on the checkpoint's
+        calibration eyes; ValueError, nothing written, if they miss ``TOLERANCES["int8"]``.
 
     Returns the bundle path. Raises FileError (OUT_DIR not empty), ValueError (a model fails its
     check; the message has the figures), BundleError (an unusable signing key), and the checkpoint
@@ -116,6 +125,8 @@ def build_bundle(
     """
     if target not in TARGETS:
         raise ValueError(f"target {target!r} is unknown: use one of {', '.join(TARGETS)}")
+    if int8 and "fp32" not in TARGETS[target]["merged"]:
+        raise ValueError(f"int8 models are quantised merged FP32 ones, which target {target} does not ship")
     key_pem = signing.read_private_key(signing_key) if signing_key is not None else None
     checkpoint = read_checkpoint(checkpoint_dir)
     out = Path(out_dir)
@@ -124,7 +135,7 @@ def build_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        _write_bundle(checkpoint, work, golden_eyes, phantom_shape, target)
+        _write_bundle(checkpoint, work, golden_eyes, phantom_shape, target, int8)
         if key_pem is not None:
             sign_bundle(work, key_pem)
         bundle = Bundle.load(work, trusted_keys=())
@@ -153,7 +164,9 @@ def sign_bundle(folder: str | os.PathLike, private_key_pem: bytes) -> str:
     return signer
 
 
-def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_shape, target: str) -> None:
+def _write_bundle(
+    checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_shape, target: str, int8: bool
+) -> None:
     input_hw = checkpoint.input_hw
     ships = TARGETS[target]
     with_fp16 = "fp16" in ships["models"] + ships["merged"]
@@ -189,6 +202,8 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
         for m, map_name in enumerate(MAP_NAMES)
         if ships["merged"]
     ]
+    if int8:
+        checks[QUANTISED] = _quantise(checkpoint, folder, merged, inputs)
     features = stack_features(stacking_features(), stage1, stage2)
     np.savez_compressed(
         folder / "golden.npz",
@@ -235,7 +250,7 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
             "eyes": [{"kind": k, "seed": s, "laterality": lat} for k, s, lat in golden_eyes],
             "phantom_shape": list(phantom_shape or phantom.DEFAULT_SHAPE),
         },
-        "tolerances": TOLERANCES,
+        "tolerances": {p: TOLERANCES[p] for p in (*FLOAT_PRECISIONS, *([QUANTISED] if int8 else []))},
         "provenance": {
             "checkpoint": {
                 "sha256": file_sha256(checkpoint.path / "checkpoint.json"),
@@ -248,6 +263,7 @@ def _write_bundle(checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_sha
                 "target": target,
                 "exporter": "torch.onnx.export(dynamo=False), softmax appended",
                 "fp16": "converters.fp16: float16 weights and compute, float32 I/O and softmax",
+                **({QUANTISED: INT8_METHOD} if int8 else {}),
                 "versions": {
                     "sdk": sdk.__version__,
                     "python": platform.python_version(),
@@ -362,6 +378,23 @@ def _merge(folder: Path, map_name: str, x: np.ndarray, checks: dict, precisions:
         for stage, name in zip(STAGES, MERGED_OUTPUTS, strict=True)
     }
     return entry
+
+
+def _quantise(checkpoint: Checkpoint, folder: Path, merged: list[dict], golden: np.ndarray) -> dict:
+    """Write each map's int8 merged model next to its FP32 one, calibrated on half the checkpoint's
+    calibration eyes and gated on the other half and the ``golden`` inputs (n, 4, 3, H, W); adds the
+    files to the merged entries and returns the gate's checks."""
+    x = calibration_inputs(checkpoint)
+    fp32_files = [folder / entry["onnx"]["fp32"] for entry in merged]
+    int8_files = [folder / f"models/{entry['map']}.stages.int8.onnx" for entry in merged]
+    for m, (fp32_file, int8_file) in enumerate(zip(fp32_files, int8_files, strict=True)):
+        quantise(fp32_file, x[0::2, m], int8_file)
+    checks = gate(
+        fp32_files, int8_files, np.concatenate([x[1::2], golden]), checkpoint.stacker, TOLERANCES[QUANTISED]
+    )
+    for entry, file in zip(merged, int8_files, strict=True):
+        entry["onnx"][QUANTISED] = file.relative_to(folder).as_posix()
+    return {"calibration_eyes": len(x[0::2]), "gate_eyes": len(x[1::2]) + len(golden), **checks}
 
 
 def _move_into_place(work: Path, out: Path) -> None:

@@ -12,6 +12,7 @@
 * stacker: ``CalibratedClassifierCV(SVC(kernel="rbf"))`` fitted on synthetic stacking features
   (stage-1 P(normal) high for normal eyes, stage-2 probabilities peaked on the true type).
 * normative: :class:`sdk.maps.Normative` of a few normal phantom eyes.
+* calibration: the thickness maps of those eyes and the glaucoma ones (what int8 calibrates on).
 
 ``python -m converters random-checkpoint OUT_DIR`` runs it from the command line.
 """
@@ -78,9 +79,14 @@ def make_random_checkpoint(
     thickness = [maps.extract(volume) for volume in normals]
     normative = Normative.fit([m.rnfl_thickness for m in thickness], [m.gcc_thickness for m in thickness])
     glaucoma = [phantom.make_eye(kind, seed=seed, shape=phantom_shape).volume for kind in GLAUCOMA_TYPES]
+    extracted = [maps.extract(v, normative) for v in normals + glaucoma]
     inputs = np.stack(
-        [maps.to_network_input(maps.extract(v, normative).stack(), input_hw) for v in normals + glaucoma]
+        [maps.to_network_input(m.stack(), input_hw) for m in extracted]
     )  # (n_normals + 4, 4, 3, H, W)
+    calibration = (
+        np.stack([(m.rnfl_thickness, m.gcc_thickness) for m in extracted]),
+        np.array([0] * n_normals + [CLASSES.index(kind) for kind in GLAUCOMA_TYPES]),
+    )
 
     networks = {}
     for m, map_name in enumerate(MAP_NAMES):
@@ -126,6 +132,7 @@ def make_random_checkpoint(
         shared_trunk_blocks=shared_trunk_blocks,
         provenance=provenance,
         overwrite=overwrite,
+        calibration=calibration,
     )
 
 

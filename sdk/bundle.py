@@ -20,12 +20,13 @@ manifest's fields, in short (schema version 2)::
     files                    {relative path: {sha256, bytes}}: every file but manifest.json/manifest.sig
     models                   8 x {name "<map>.stage<k>", map, stage, classes, onnx {precision: path},
                               opset, input {name, shape, dtype}, output {name, shape, dtype}}
-    merged                   4 x {map, onnx {precision: path}, shared_conv_layers, input, outputs}, or []
+    merged                   4 x {map, onnx {precision: path}, shared_conv_layers, input, outputs}, or [];
+                             onnx may add "int8" (static quantisation, converters.int8) to a target's fp32
     stacker                  {file, classes (the stacker's own order), features (20 names)}
     normative                {file, n_eyes}
     golden                   {file, eyes [{kind, seed, laterality}], phantom_shape}
-    tolerances               {"fp32"|"fp16": {max_abs_probability, min_top1_agreement}}, no looser
-                             than TOLERANCE_LIMITS
+    tolerances               {"fp32"|"fp16"[|"int8"]: {max_abs_probability, min_top1_agreement}}, no
+                             looser than TOLERANCE_LIMITS; "int8" exactly when the merged models ship it
     provenance               checkpoint metadata, converter versions, checks measured at conversion
 
 golden.npz (n phantom eyes; probabilities are PyTorch's, in float32, and the numpy stacker's)::
@@ -80,16 +81,19 @@ FORMAT = "octclassify-bundle"
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 SIGNATURE = signing.SIGNATURE_FILE
-PRECISIONS = ("fp32", "fp16")
+FLOAT_PRECISIONS = ("fp32", "fp16")
+QUANTISED = "int8"  # merged models only, shipped when asked for at conversion and its gate passed
+PRECISIONS = (*FLOAT_PRECISIONS, QUANTISED)
 TARGETS = {  # which precisions a target ships, of the per-stage models and of the merged models
     "cpu": {"models": (), "merged": ("fp32",)},
-    "tensorrt": {"models": PRECISIONS, "merged": ()},
-    "all": {"models": PRECISIONS, "merged": PRECISIONS},
+    "tensorrt": {"models": FLOAT_PRECISIONS, "merged": ()},
+    "all": {"models": FLOAT_PRECISIONS, "merged": FLOAT_PRECISIONS},
 }
 TOLERANCE_KEYS = ("max_abs_probability", "min_top1_agreement")
 TOLERANCE_LIMITS = {  # the loosest gate a manifest may set: max_abs in [0, limit], top-1 in [limit, 1]
     "fp32": {"max_abs_probability": 1e-3, "min_top1_agreement": 0.95},
     "fp16": {"max_abs_probability": 2e-2, "min_top1_agreement": 0.95},
+    "int8": {"max_abs_probability": 1e-1, "min_top1_agreement": 0.95},
 }
 STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
 MERGED_OUTPUTS = ("stage1", "stage2")
@@ -248,14 +252,14 @@ class Bundle:
 
     def model_precisions(self) -> tuple[str, ...]:
         """Precisions every per-stage model ships in (empty for a cpu bundle)."""
-        return tuple(p for p in PRECISIONS if all(p in spec.files for spec in self.models))
+        return tuple(p for p in FLOAT_PRECISIONS if all(p in spec.files for spec in self.models))
 
     def merged_precisions(self) -> tuple[str, ...]:
-        """Precisions every merged model ships in (empty for a tensorrt bundle)."""
+        """Precisions every merged model ships in (empty for a tensorrt bundle; int8 where converted so)."""
         return tuple(p for p in PRECISIONS if self.merged and all(p in s.files for s in self.merged))
 
     def tolerances(self, precision: str) -> dict:
-        """``{"max_abs_probability": float, "min_top1_agreement": float}`` for "fp32" or "fp16"."""
+        """``{"max_abs_probability": float, "min_top1_agreement": float}`` for a shipped precision."""
         return self.manifest["tolerances"][precision]
 
     def stacking_features(self, stage1: np.ndarray, stage2: np.ndarray) -> np.ndarray:
@@ -468,8 +472,8 @@ def _check_schema(manifest: dict) -> None:
             raise BundleError(
                 f"{MANIFEST}: files[{name!r}] needs a lower-case hex sha256 and 0-{MAX_FILE_BYTES} bytes"
             )
-    _check_tolerances(_field(manifest, "tolerances", dict, "manifest"))
-    referenced = _check_models(manifest, target, input_hw)
+    referenced, quantised = _check_models(manifest, target, input_hw)
+    _check_tolerances(_field(manifest, "tolerances", dict, "manifest"), quantised)
     for part in ("stacker", "normative", "golden"):
         referenced.append(
             _relative_path(
@@ -490,10 +494,13 @@ def _check_schema(manifest: dict) -> None:
         raise BundleError(f"{MANIFEST} {problem}")
 
 
-def _check_tolerances(tolerances: dict) -> None:
-    if set(tolerances) != set(PRECISIONS):
-        raise BundleError(f"{MANIFEST}: tolerances must be given for exactly {list(PRECISIONS)}")
-    for precision, limits in TOLERANCE_LIMITS.items():
+def _check_tolerances(tolerances: dict, quantised: bool) -> None:
+    """Gates for the float precisions, and for int8 exactly when ``quantised`` (its models ship)."""
+    precisions = PRECISIONS if quantised else FLOAT_PRECISIONS
+    if set(tolerances) != set(precisions):
+        raise BundleError(f"{MANIFEST}: tolerances must be given for exactly {list(precisions)}")
+    for precision in precisions:
+        limits = TOLERANCE_LIMITS[precision]
         gate = _field(tolerances, precision, dict, "tolerances")
         max_abs = _field(gate, "max_abs_probability", float, f"tolerances.{precision}")
         top1 = _field(gate, "min_top1_agreement", float, f"tolerances.{precision}")
@@ -518,8 +525,9 @@ def _io_entry(entry, key: str, where: str, shape: tuple[int, ...], name: str | N
         raise BundleError(f"{MANIFEST}: {where}.{key} is {found}, this SDK needs float32 {list(shape)}")
 
 
-def _check_models(manifest: dict, target: str, input_hw: list) -> list[str]:
-    """The models and merged entries; returns the files they refer to."""
+def _check_models(manifest: dict, target: str, input_hw: list) -> tuple[list[str], bool]:
+    """The models and merged entries; returns the files they refer to, and whether every merged
+    model ships int8 (then all do: a bundle has one set of precisions)."""
     referenced = []
     models = _field(manifest, "models", list, "manifest")
     expected = [(f"{m}.stage{s}", m, s) for m in MAP_NAMES for s in (1, 2)]
@@ -564,8 +572,16 @@ def _check_models(manifest: dict, target: str, input_hw: list) -> list[str]:
             raise BundleError(f"{MANIFEST}: {where}.outputs must be {list(MERGED_OUTPUTS)}")
         for stage, output in zip((1, 2), MERGED_OUTPUTS, strict=True):
             _io_entry(outputs, output, f"{where}.outputs", (1, len(STAGE_CLASSES[stage])))
-        referenced += _onnx_files(entry, where, TARGETS[target]["merged"])
-    return referenced
+    shipped = TARGETS[target]["merged"]
+    quantised = [QUANTISED in _field(e, "onnx", dict, f"merged {e['map']}") for e in merged]
+    if any(quantised) and (not all(quantised) or "fp32" not in shipped):
+        raise BundleError(
+            f"{MANIFEST}: {QUANTISED} models must come with every map's fp32 merged model, for all four maps"
+        )
+    for entry, extra in zip(merged, quantised, strict=True):
+        precisions = (*shipped, QUANTISED) if extra else shipped
+        referenced += _onnx_files(entry, f"merged {entry['map']}", precisions)
+    return referenced, all(quantised) and bool(quantised)
 
 
 def _onnx_files(entry: dict, where: str, precisions: tuple[str, ...]) -> list[str]:

@@ -72,9 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     """--bundle, --backend, --precision, --cache-dir, --trusted-keys: what :func:`load_classifier` takes."""
+    from sdk.bundle import PRECISIONS
+
     parser.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "torch"))
-    parser.add_argument("--precision", choices=("fp32", "fp16"), help="default: the backend's own")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="default: the backend's own; int8 where the bundle ships it (onnxruntime, CPU)",
+    )
     parser.add_argument("--cache-dir", type=Path, help="writable folder for engines / optimised models")
     parser.add_argument(
         "--trusted-keys",

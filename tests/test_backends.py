@@ -183,8 +183,8 @@ def test_requests_a_backend_cannot_serve(bundle):
         make_backend(bundle, "tensorrt", "fp32")
     with pytest.raises(ValueError, match="backend 'openvino' is unknown"):
         make_backend(bundle, "openvino")
-    with pytest.raises(ValueError, match="precision 'int8' is unknown"):
-        make_backend(bundle, "onnxruntime", "int8")
+    with pytest.raises(ValueError, match="precision 'int4' is unknown"):
+        make_backend(bundle, "onnxruntime", "int4")
 
 
 def test_wrong_input_and_closed_backend(bundle):

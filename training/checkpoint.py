@@ -6,6 +6,9 @@
       networks/<map>.stage2.npz  VGG16 state dict as plain arrays (FI / GE / MY / SS)
       stacker.npz              converters.svm.export_svm() arrays
       normative.npz            sdk.maps.Normative of the training split's normal eyes
+      calibration.npz          optional: thickness_um (n, 2, 224, 224) float32 (RNFL, GCC; NaN = not
+                               measured) and labels (n,) of a class-stratified sample of the training
+                               eyes, for int8 calibration (converters.int8); stays with the vendor
 
 Every array file is read with ``allow_pickle=False``.
 """
@@ -21,12 +24,13 @@ import numpy as np
 
 from sdk.errors import FileError
 from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES, stacking_features
-from sdk.maps import MAP_NAMES, Normative
+from sdk.maps import MAP_NAMES, MAP_SIZE_PX, Normative
 from sdk.stacking import SVMStacker
 
 FORMAT = "octclassify-checkpoint"
 VERSION = 1
 STAGES = (1, 2)
+CALIBRATION_FILE = "calibration.npz"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Checkpoint:
     networks: dict[tuple[str, int], dict[str, np.ndarray]]
     stacker: SVMStacker
     normative: Normative
+    calibration_um: np.ndarray | None = None  # (n, 2, 224, 224) training eyes' thickness maps, or None
 
     @property
     def width(self) -> float:
@@ -64,12 +69,15 @@ def write_checkpoint(
     shared_trunk_blocks: int,
     provenance: dict,
     overwrite: bool = False,
+    calibration: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Write a checkpoint directory.
 
     networks : {(map_name, stage): state dict of torch tensors or numpy arrays} for every map and stage.
     stacker_arrays : converters.svm.export_svm(fitted stacker).
     provenance : cohort, seeds, versions, metrics, starting weights: anything JSON-serialisable.
+    calibration : (thickness_um (n, 2, 224, 224), labels (n,)) of training eyes, written as
+        calibration.npz (what ``converters bundle --int8`` calibrates on), or None.
     """
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not overwrite:
@@ -85,6 +93,13 @@ def write_checkpoint(
         np.savez(path / network_file(map_name, stage), **arrays)
     np.savez(path / "stacker.npz", **stacker_arrays)
     normative.save(path / "normative.npz", overwrite=overwrite)
+    if calibration is not None:
+        thickness_um, labels = calibration
+        np.savez_compressed(
+            path / CALIBRATION_FILE,
+            thickness_um=np.asarray(thickness_um, np.float32),
+            labels=np.asarray(labels, np.int64),
+        )
     metadata = {
         "format": FORMAT,
         "version": VERSION,
@@ -139,4 +154,17 @@ def read_checkpoint(path) -> Checkpoint:
         networks,
         SVMStacker.load(path / "stacker.npz"),
         Normative.load(path / "normative.npz"),
+        _calibration(path / CALIBRATION_FILE),
     )
+
+
+def _calibration(file: Path) -> np.ndarray | None:
+    """calibration.npz's thickness maps (n, 2, MAP_SIZE_PX, MAP_SIZE_PX) float32, or None without it."""
+    if not file.is_file():
+        return None
+    with np.load(file, allow_pickle=False) as z:
+        thickness = z["thickness_um"] if "thickness_um" in z.files else None
+    if thickness is None or thickness.ndim != 4 or thickness.shape[1:] != (2, MAP_SIZE_PX, MAP_SIZE_PX):
+        found = None if thickness is None else thickness.shape
+        raise ValueError(f"{file}: thickness_um is {found}, expected (n, 2, {MAP_SIZE_PX}, {MAP_SIZE_PX})")
+    return thickness.astype(np.float32)

@@ -250,8 +250,7 @@ def uncertainty(predictions: list[dict], labels, patients, approaches, training_
         for approach in approaches:
             if approach != "flat" and (approach, name) in table and ("flat", name) in table:
                 out["paired"].setdefault(f"{approach} - flat", {})[name] = {
-                    m: paired_bootstrap(splits(approach, name), splits("flat", name), m)
-                    for m in METRICS
+                    m: paired_bootstrap(splits(approach, name), splits("flat", name), m) for m in METRICS
                 }
     for approach in ("transfer", "flat"):
         if (approach, "reduced") in table and (approach, "full") in table:

@@ -17,6 +17,7 @@ import sklearn
 import torch
 
 import sdk
+from sdk.cpu import cpu_model
 from sdk.labels import CLASSES
 from sdk.maps import MAP_NAMES
 from sdk.nets.vgg16 import VGG16, count_macs
@@ -155,15 +156,8 @@ def compute_summary(workers: int) -> dict:
 
 def machine() -> dict:
     """CPU, cores, memory, OS and library versions of this machine."""
-    cpu = platform.processor()
+    cpu = cpu_model()
     memory_gib = None
-    if Path("/proc/cpuinfo").is_file():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
     if Path("/proc/meminfo").is_file():
         memory_gib = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
     return {

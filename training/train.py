@@ -42,6 +42,7 @@ from training.stacking import fit_stacker
 
 APPROACH = "transfer"
 STAGE_NETWORKS = {1: "stage1", 2: "stage2_transfer"}
+CALIBRATION_EYES = 64  # training eyes whose thickness maps the checkpoint keeps for int8 calibration
 
 
 def train_checkpoint(
@@ -113,6 +114,7 @@ def train_checkpoint(
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     net = preset.network
+    calibration = calibration_eyes(labels, train, derive_seed(seed, "calibration"))
     return write_checkpoint(
         out,
         networks,
@@ -124,7 +126,19 @@ def train_checkpoint(
         shared_trunk_blocks=net.shared_trunk_blocks,
         provenance=provenance,
         overwrite=overwrite,
+        calibration=(maps.thickness_um[calibration], labels[calibration]),
     )
+
+
+def calibration_eyes(
+    labels: np.ndarray, eyes: np.ndarray, seed: int, n: int = CALIBRATION_EYES
+) -> np.ndarray:
+    """Up to ``n`` of the training ``eyes`` (cohort indices), as many per class as the class allows
+    and an equal share otherwise (what int8 calibration sees of every class), sorted."""
+    rng = np.random.default_rng(seed)
+    by_class = [rng.permutation(eyes[labels[eyes] == c]) for c in range(len(CLASSES))]
+    turns = [members[rank] for rank in range(len(eyes)) for members in by_class if rank < len(members)]
+    return np.sort(np.array(turns[:n], dtype=int))
 
 
 def out_of_fold_metrics(

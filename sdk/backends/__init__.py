@@ -27,7 +27,7 @@ from importlib import import_module
 
 import numpy as np
 
-from sdk.bundle import PRECISIONS, Bundle
+from sdk.bundle import FLOAT_PRECISIONS, PRECISIONS, Bundle
 from sdk.errors import BackendUnavailable, InvalidVolume
 from sdk.labels import STAGE1_CLASSES, STAGE2_CLASSES
 from sdk.maps import MAP_NAMES
@@ -59,7 +59,7 @@ class Backend:
     """
 
     name = ""
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[str, ...] = FLOAT_PRECISIONS
     warm_up_runs = 1
 
     def __init__(self, bundle: Bundle, precision: str):
@@ -157,7 +157,8 @@ def make_backend(
 
     name : "auto" (tensorrt when TensorRT and a GPU are usable and it loads, else onnxruntime, with
         the reason in ``details["auto"]``), "onnxruntime", "tensorrt" or "torch".
-    precision : "fp32" or "fp16"; default: fp16 for tensorrt, fp32 otherwise.
+    precision : "fp32", "fp16" or "int8" (onnxruntime on the CPU, bundles converted with --int8);
+        default: fp16 for tensorrt, fp32 otherwise.
     cache_dir : engine cache folder (tensorrt, and ONNX Runtime's TensorRT provider); default as in
         :mod:`sdk.engines.cache`.
     threads : CPU threads per network (onnxruntime and torch); default: every core.

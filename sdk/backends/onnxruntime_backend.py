@@ -34,7 +34,8 @@ import sys
 import numpy as np
 
 from sdk.backends import Backend
-from sdk.bundle import Bundle
+from sdk.bundle import PRECISIONS, QUANTISED, Bundle
+from sdk.cpu import int8_unsupported
 from sdk.errors import BackendUnavailable
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -51,13 +52,16 @@ _ORT_LOG = logging.getLogger("onnxruntime")
 
 
 class OnnxRuntimeBackend(Backend):
-    """The bundle's FP32 or FP16 ONNX models in ONNX Runtime: the four merged stage models when the
-    bundle ships them in that precision, else the eight per-stage models.
+    """The bundle's FP32, FP16 or int8 ONNX models in ONNX Runtime: the four merged stage models when
+    the bundle ships them in that precision, else the eight per-stage models (int8: merged only, on
+    the CPU provider only, and only on a CPU with the instructions :func:`sdk.cpu.int8_unsupported`
+    checks).
 
     Parameters
     ----------
     bundle : a loaded :class:`~sdk.bundle.Bundle`.
-    precision : "fp32" or "fp16" (the FP16 files: float16 weights, float32 inputs and outputs).
+    precision : "fp32", "fp16" (float16 weights, float32 inputs and outputs) or "int8" (QDQ models:
+        int8 weights and uint8 activations, float32 inputs and outputs).
     cache_dir : engine cache folder for ONNX Runtime's TensorRT provider (a subfolder
         "onnxruntime-trt"); see :func:`sdk.engines.cache.resolve_cache_dir`.
     threads : intra-op threads per session (default: every core).
@@ -68,6 +72,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
+    precisions = PRECISIONS
 
     def __init__(
         self,
@@ -84,7 +89,10 @@ class OnnxRuntimeBackend(Backend):
         except ImportError as e:
             raise BackendUnavailable(f"onnxruntime is not installed ({e}): pip install onnxruntime") from None
         available = ort.get_available_providers()
-        requested = list(providers or [p for p in GPU_PROVIDERS if p in available] + [CPU_PROVIDER])
+        if precision == QUANTISED:
+            _check_int8(bundle, providers)
+        gpus = [] if precision == QUANTISED else [p for p in GPU_PROVIDERS if p in available]
+        requested = list(providers or [*gpus, CPU_PROVIDER])
         missing = [p for p in requested if p not in available]
         if missing:
             raise BackendUnavailable(
@@ -151,6 +159,22 @@ class OnnxRuntimeBackend(Backend):
 
     def _release(self) -> None:
         self._sessions = []
+
+
+def _check_int8(bundle: Bundle, providers: list[str] | None) -> None:
+    """BackendUnavailable unless int8 can run here: merged int8 models in the bundle, the CPU
+    provider alone, a CPU with the instructions they need."""
+    if QUANTISED not in bundle.merged_precisions():
+        raise BackendUnavailable(
+            f"bundle {bundle.bundle_id[:12]} ships no int8 models (merged: "
+            f"{list(bundle.merged_precisions())}): convert it with python -m converters bundle --int8, "
+            "or choose --precision fp32"
+        )
+    if providers and list(providers) != [CPU_PROVIDER]:
+        raise BackendUnavailable(f"int8 models run on {CPU_PROVIDER} alone, not {', '.join(providers)}")
+    reason = int8_unsupported()
+    if reason:
+        raise BackendUnavailable(f"{reason}: choose --precision fp32")
 
 
 def import_onnxruntime():
