@@ -80,3 +80,28 @@ def test_frozen_training_keeps_the_pretrained_layers_and_transfers_the_rest(weig
         assert log[("flat_matched", map_name)].steps == steps
     features = models.features(eyes[:6], ("transfer", "flat_matched"))
     assert features["transfer"].shape == (6, 20) and np.isfinite(features["flat_matched"]).all()
+
+
+@pytest.mark.slow
+def test_the_paper_preset_trains_every_layer_at_224_px_from_the_pretrained_weights(weights):
+    """What scripts/paper_gpu.sh runs on a GPU, on the CPU at its smallest: the paper preset's own
+    network settings (full width, 224 x 224, nothing frozen) for one epoch on 10 eyes."""
+    paper = PRESETS["paper"].network
+    assert (paper.width, paper.input_hw, paper.frozen_layers) == (1.0, (224, 224), 0)
+    rng = np.random.default_rng(2)
+    thickness, labels = synthetic_maps(10, rng)
+    normal = thickness[labels == 0]
+    normative = Normative.fit(normal[:, 0], normal[:, 1])
+    settings = dataclasses.replace(
+        paper, imagenet=weights, fit=dataclasses.replace(paper.fit, max_epochs=1, patience=1, batch_size=4)
+    )
+    inputs = make_inputs(thickness, labels, settings, normative)
+    assert isinstance(inputs, MapInputs)
+    patients = np.array([f"p{i}" for i in range(10)])
+    models = fit_stage_models(inputs, labels, patients, np.arange(10), ("transfer",), settings, seed=0)
+    pretrained = torch.load(weights, weights_only=True)
+    for (name, map_name), model in models.networks.items():
+        state = model.state_dict()
+        for key in ("features.0.weight", "features.14.weight", "features.28.weight"):
+            assert not torch.equal(state[key], pretrained[key]), (name, map_name, key)  # trained
+    assert len(models.networks) == 2 * len(MAP_NAMES)

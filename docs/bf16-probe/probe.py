@@ -1,11 +1,14 @@
 """Probe (not part of the SDK): a bundle's eight networks in PyTorch bfloat16 on the CPU.
 
-    python docs/bf16-probe/probe.py BUNDLE
+    python docs/bf16-probe/probe.py BUNDLE [CHECKPOINT]
 
 Each network rebuilt from its FP32 ONNX file (as the torch backend does), then run in FP32 and in
 bfloat16 (weights and activations, channels_last: oneDNN's AMX kernels on CPUs that have them) on
 the bundle's golden inputs. Prints the largest probability difference from the golden PyTorch FP32
-probabilities, the top-class agreement, and the eight networks' median time on one eye.
+probabilities, the top-class agreement, and the eight networks' median time on one eye. With the
+bundle's CHECKPOINT (one with calibration.npz), bfloat16 is also compared with FP32 on its
+calibration eyes and the golden eyes, per network and for the final probabilities, against the gate
+``converters bundle --int8`` applies (converters.bundle.TOLERANCES["int8"]).
 """
 
 import statistics
@@ -27,7 +30,7 @@ def networks(bundle: Bundle, dtype) -> list:
     for spec in bundle.models:
         model = VGG16(len(spec.classes), width=width)
         model.load_state_dict(
-            {k: torch.from_numpy(v) for k, v in state_dict_from_onnx(spec.files["fp32"]).items()}
+            {k: torch.from_numpy(v) for k, v in state_dict_from_onnx(bundle.read(spec.files["fp32"])).items()}
         )
         models.append(model.eval().to(dtype).to(memory_format=torch.channels_last))
     return models
@@ -66,5 +69,37 @@ def main(path: str) -> None:
         print(f"{dtype}: eight networks, median of 5: {statistics.median(times):.4f} s")
 
 
+def gate(path: str, checkpoint: str) -> None:
+    from converters.bundle import TOLERANCES
+    from converters.int8 import calibration_inputs
+    from converters.verify import Agreement
+    from sdk.maps import MAP_NAMES
+    from training.checkpoint import read_checkpoint
+
+    bundle = Bundle.load(path)
+    x = np.concatenate([calibration_inputs(read_checkpoint(checkpoint)), bundle.golden()["inputs"]])
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        models = networks(bundle, dtype)
+        results[dtype] = [
+            np.stack(s) for s in zip(*(run(bundle, models, dtype, xi) for xi in x), strict=True)
+        ]
+    tolerance = TOLERANCES["int8"]
+    for k, stage in enumerate(("stage1", "stage2")):
+        for m, map_name in enumerate(MAP_NAMES):
+            got, want = results[torch.bfloat16][k][:, m], results[torch.float32][k][:, m]
+            print(f"{map_name}.{stage} bf16 vs FP32:", Agreement.of("", got, want, tolerance).summary())
+    final = [bundle.final_probabilities(bundle.stacking_features(*results[d])) for d in results]
+    print("final bf16 vs FP32:", Agreement.of("", final[1], final[0], tolerance).summary())
+    worst = int(np.abs(final[1] - final[0]).max(1).argmax())
+    features = [bundle.stacking_features(*results[d])[worst] for d in results]
+    print(
+        f"eye {worst} of {len(x)}: features differ by at most {np.abs(features[1] - features[0]).max():.4f}, "
+        f"final probabilities FP32 {np.round(final[0][worst], 3)} bf16 {np.round(final[1][worst], 3)}"
+    )
+
+
 if __name__ == "__main__":
     main(sys.argv[1])
+    if len(sys.argv) > 2:
+        gate(sys.argv[1], sys.argv[2])
