@@ -8,9 +8,9 @@ On the same bundle and the same wide-field phantom volume:
 (c) the SDK on TensorRT FP16, where TensorRT and a GPU exist;
 (d) the compute floor: the multiply-adds of the networks (as the bundle runs them) at the fastest
     dense float32 rate this machine offers on all cores, the best of torch's matrix product (2048 and
-    4096), torch's convolution on two VGG16 layer shapes (oneDNN on the CPU), and numpy's matrix
-    product (OpenBLAS, slowed where ``OPENBLAS_CORETYPE`` forces an older core type: the value is
-    recorded); on CUDA torch's alone, TF32 off, and a second floor at the float16 throughput;
+    4096), torch's convolution on two VGG16 layer shapes (oneDNN on the CPU; channels-first and
+    channels-last), ONNX Runtime's convolution on the same shapes, and numpy's matrix product
+    (OpenBLAS, slowed where ``OPENBLAS_CORETYPE`` forces an older core type: the value is recorded); on CUDA torch's alone, TF32 off, and a second floor at the float16 throughput;
 (e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
     one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone; and
     the networks FP16 eager, to tell the two gains apart.
@@ -83,6 +83,50 @@ def conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
     return 2 * channels * channels * 9 * side_px * side_px / measure(convolve, rounds)
 
 
+def channels_last_conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
+    """As :func:`conv_flops`, the image and weights channels-last (oneDNN's preferred layout)."""
+    import torch
+
+    x = torch.rand(1, channels, side_px, side_px).to(memory_format=torch.channels_last)
+    w = torch.rand(channels, channels, 3, 3).to(memory_format=torch.channels_last)
+
+    def convolve():
+        with torch.no_grad():
+            torch.nn.functional.conv2d(x, w, padding=1)
+
+    return 2 * channels * channels * 9 * side_px * side_px / measure(convolve, rounds)
+
+
+def onnxruntime_conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
+    """float32 throughput (FLOP/s) of ONNX Runtime's 3 x 3 convolution (CPU provider, all cores, full
+    graph optimisation: its NCHWc kernels on x86) on one ``side_px`` square image, ``channels`` in
+    and out: the layers the SDK's backend runs, alone."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sdk.backends.onnxruntime_backend import import_onnxruntime
+
+    ort = import_onnxruntime()
+    weight = np.random.default_rng(0).random((channels, channels, 3, 3), dtype=np.float32)
+    shape = [1, channels, side_px, side_px]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = os.cpu_count() or 1
+    session = ort.InferenceSession(
+        onnx.ModelProto.SerializeToString(model), options, ["CPUExecutionProvider"]
+    )
+    x = {"x": np.random.default_rng(1).random(shape, dtype=np.float32)}
+    return 2 * channels * channels * 9 * side_px * side_px / measure(lambda: session.run(None, x), rounds)
+
+
 def numpy_matmul_flops(rounds: int = 5) -> float:
     """float32 matrix-product throughput (FLOP/s) of numpy (its BLAS, all cores)."""
     a = np.random.default_rng(0).random((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32)
@@ -96,6 +140,10 @@ def cpu_floor_rates() -> dict[str, float]:
         f"torch_matmul_{2 * MATMUL_SIZE}": matmul_flops("cpu", rounds=3, size=2 * MATMUL_SIZE),
         "torch_conv3x3_256ch_56px": conv_flops(256, 56),
         "torch_conv3x3_512ch_28px": conv_flops(512, 28),
+        "torch_channels_last_conv3x3_256ch_56px": channels_last_conv_flops(256, 56),
+        "torch_channels_last_conv3x3_512ch_28px": channels_last_conv_flops(512, 28),
+        "onnxruntime_conv3x3_256ch_56px": onnxruntime_conv_flops(256, 56),
+        "onnxruntime_conv3x3_512ch_28px": onnxruntime_conv_flops(512, 28),
         f"numpy_matmul_{MATMUL_SIZE}": numpy_matmul_flops(),
     }
 
