@@ -10,7 +10,8 @@ On the same bundle and the same wide-field phantom volume:
     dense float32 rate this machine offers on all cores, the best of torch's matrix product (2048 and
     4096), torch's convolution on two VGG16 layer shapes (oneDNN on the CPU; channels-first and
     channels-last), ONNX Runtime's convolution on the same shapes, and numpy's matrix product
-    (OpenBLAS, slowed where ``OPENBLAS_CORETYPE`` forces an older core type: the value is recorded); on CUDA torch's alone, TF32 off, and a second floor at the float16 throughput;
+    (OpenBLAS, slowed where ``OPENBLAS_CORETYPE`` forces an older core type: the value is recorded);
+    on CUDA torch's alone, TF32 off, and a second floor at the float16 throughput;
 (e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
     one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone; and
     the networks FP16 eager, to tell the two gains apart.
