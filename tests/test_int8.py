@@ -215,3 +215,30 @@ def test_the_gate_compares_every_map_stage_and_the_final_answer(int8_folder):
         checks["final int8 vs FP32"]["compared"] == 1
         and checks["rnfl_thickness.stage1 int8 vs FP32"]["max_abs"] > 0
     )
+
+
+def test_a_converted_int8_bundle_ships_checks_loads_and_runs(checkpoint_dir, tmp_path, monkeypatch):
+    """The whole --int8 conversion, with the gate opened as far as it goes (these tiny random networks
+    do not pass the real one): files, manifest entries and checks written, the bundle loads, int8 runs."""
+    opened = {"max_abs_probability": 1.0, "min_top1_agreement": 0.0}
+    monkeypatch.setitem(TOLERANCES, "int8", opened)
+    monkeypatch.setitem(TOLERANCE_LIMITS, "int8", opened)
+    out = build_bundle(
+        checkpoint_dir, tmp_path / "bundle", target="cpu", int8=True, phantom_shape=PHANTOM_SHAPE
+    )
+    manifest = manifest_of(out)
+    assert manifest["tolerances"]["int8"] == opened
+    assert [entry["onnx"]["int8"] for entry in manifest["merged"]] == [
+        f"models/{entry['map']}.stages.int8.onnx" for entry in manifest["merged"]
+    ]
+    checks = manifest["provenance"]["checks"]["int8"]
+    assert (checks["calibration_eyes"], checks["gate_eyes"]) == (4, 4 + 5)  # 8 calibration eyes, 5 golden
+    assert checks["final int8 vs FP32"]["compared"] == 9
+    assert "every Conv but the first" in manifest["provenance"]["converter"]["int8"]
+    assert not any(p.name.endswith(".prepared.onnx") for p in (out / "models").iterdir())
+    bundle = Bundle.load(out, trusted_keys=())
+    assert bundle.merged_precisions() == ("fp32", "int8")
+    x = bundle.golden()["inputs"][0]
+    with make_backend(bundle, "onnxruntime", "int8") as backend:
+        stage1, stage2 = backend.run(x)
+    assert stage1.shape == (4, 2) and stage2.shape == (4, 4) and np.allclose(stage1.sum(1), 1, atol=1e-5)
