@@ -98,33 +98,37 @@ def channels_last_conv_flops(channels: int, side_px: int, rounds: int = 5) -> fl
     return 2 * channels * channels * 9 * side_px * side_px / measure(convolve, rounds)
 
 
-def onnxruntime_conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
-    """float32 throughput (FLOP/s) of ONNX Runtime's 3 x 3 convolution (CPU provider, all cores, full
-    graph optimisation: its NCHWc kernels on x86) on one ``side_px`` square image, ``channels`` in
-    and out: the layers the SDK's backend runs, alone."""
+def onnxruntime_conv_session(weight: np.ndarray, side_px: int):
+    """An ONNX Runtime session (CPU provider, all cores, full graph optimisation: its NCHWc kernels on
+    x86) of one 3 x 3 convolution, padding 1, with ``weight`` (C, C, 3, 3) on a (1, C, side_px, side_px)
+    input "x"."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from sdk.backends.onnxruntime_backend import import_onnxruntime
 
     ort = import_onnxruntime()
-    weight = np.random.default_rng(0).random((channels, channels, 3, 3), dtype=np.float32)
-    shape = [1, channels, side_px, side_px]
+    shape = [1, weight.shape[1], side_px, side_px]
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
         "conv",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, weight.shape[0], side_px, side_px])],
         [numpy_helper.from_array(weight, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = os.cpu_count() or 1
-    session = ort.InferenceSession(
-        onnx.ModelProto.SerializeToString(model), options, ["CPUExecutionProvider"]
-    )
-    x = {"x": np.random.default_rng(1).random(shape, dtype=np.float32)}
+    return ort.InferenceSession(onnx.ModelProto.SerializeToString(model), options, ["CPUExecutionProvider"])
+
+
+def onnxruntime_conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
+    """float32 throughput (FLOP/s) of ONNX Runtime's 3 x 3 convolution on one ``side_px`` square image,
+    ``channels`` in and out (:func:`onnxruntime_conv_session`): the layers the SDK's backend runs, alone."""
+    weight = np.random.default_rng(0).random((channels, channels, 3, 3), dtype=np.float32)
+    session = onnxruntime_conv_session(weight, side_px)
+    x = {"x": np.random.default_rng(1).random((1, channels, side_px, side_px), dtype=np.float32)}
     return 2 * channels * channels * 9 * side_px * side_px / measure(lambda: session.run(None, x), rounds)
 
 
