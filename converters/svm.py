@@ -3,7 +3,8 @@
 ``export_svm(estimator)`` returns the dict of arrays that :class:`sdk.stacking.SVMStacker` reads
 (its module docstring lists the keys): numbers and unicode strings only, so a bundle's stacker.npz
 loads with ``allow_pickle=False``. Supported: ``SVC`` with a linear, poly, rbf or sigmoid kernel,
-either decision_function_shape, break_ties, with or without ``probability=True``; and
+either decision_function_shape, break_ties, with or without ``probability=True`` (and
+``training.stacking.ConfidenceSVC``, exported with the shape "confidences"); and
 ``CalibratedClassifierCV`` (method 'sigmoid' or 'isotonic', ``ensemble`` True or False) whose members
 are such SVCs, also pre-fitted ones wrapped in ``FrozenEstimator``. Anything else raises ValueError.
 
@@ -18,7 +19,8 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.svm import SVC
 
-from sdk.stacking import CALIBRATION_METHODS, FORMAT_VERSION, KERNELS, PLAIN_KINDS
+from sdk.stacking import CALIBRATION_METHODS, CONFIDENCES, FORMAT_VERSION, KERNELS, PLAIN_KINDS
+from training.stacking import ConfidenceSVC
 
 
 def export_svm(estimator) -> dict[str, np.ndarray]:
@@ -60,11 +62,13 @@ def _export_calibrated(calibrated: CalibratedClassifierCV) -> dict[str, np.ndarr
 
 
 def _check_svc(estimator) -> None:
-    if type(estimator) is not SVC:
+    if type(estimator) not in (SVC, ConfidenceSVC):
         raise ValueError(
-            f"cannot export a {type(estimator).__name__}: export_svm takes a fitted sklearn.svm.SVC or a "
-            "CalibratedClassifierCV wrapping one"
+            f"cannot export a {type(estimator).__name__}: export_svm takes a fitted sklearn.svm.SVC (or "
+            "training.stacking.ConfidenceSVC) or a CalibratedClassifierCV wrapping one"
         )
+    if type(estimator) is ConfidenceSVC and estimator.decision_function_shape != "ovo":
+        raise ValueError("a ConfidenceSVC sums one-vs-one values: it needs decision_function_shape='ovo'")
     if not hasattr(estimator, "support_vectors_"):
         raise ValueError("the SVC is not fitted: call fit before export_svm")
     if callable(estimator.kernel) or estimator.kernel not in KERNELS:
@@ -111,7 +115,9 @@ def _svm_arrays(svc: SVC, prefix: str) -> dict[str, np.ndarray]:
         "intercept": libsvm_sign * np.array(svc.intercept_, dtype=np.float64),
         "prob_a": np.array(svc._probA, dtype=np.float64),
         "prob_b": np.array(svc._probB, dtype=np.float64),
-        "decision_function_shape": np.array(svc.decision_function_shape),
+        "decision_function_shape": np.array(
+            CONFIDENCES if type(svc) is ConfidenceSVC else svc.decision_function_shape
+        ),
         "break_ties": np.array(bool(svc.break_ties)),
     }
     return {prefix + key: value for key, value in arrays.items()}

@@ -25,7 +25,8 @@ scalar; ``n_pairs = n_classes * (n_classes - 1) / 2``; ``m`` numbers the SVMs fr
     svm{m}.intercept        (n_pairs,)              float, libsvm's sign (-rho)
     svm{m}.prob_a           (n_pairs,) or (0,)      float, libsvm Platt slope (empty: no probabilities)
     svm{m}.prob_b           (n_pairs,) or (0,)      float, libsvm Platt offset
-    svm{m}.decision_function_shape  ()              "ovr" or "ovo"
+    svm{m}.decision_function_shape  ()              "ovr", "ovo" or "confidences" (training.stacking's
+                                                    ConfidenceSVC: the ovr scores' confidence sums alone)
     svm{m}.break_ties       ()                      bool
     calibration_method      ()                      "sigmoid" or "isotonic" (CalibratedClassifierCV only)
     cal{m}.a, cal{m}.b      (n_calibrators,)        float, sigmoid p = 1 / (1 + exp(a f + b))
@@ -52,7 +53,8 @@ from sdk.files import write_atomically
 FORMAT_VERSION = 1
 ESTIMATORS = ("SVC", "CalibratedClassifierCV")
 KERNELS = ("linear", "poly", "rbf", "sigmoid")
-DECISION_SHAPES = ("ovr", "ovo")
+CONFIDENCES = "confidences"  # per class the summed one-vs-one values: ovr without the votes (continuous)
+DECISION_SHAPES = ("ovr", "ovo", CONFIDENCES)
 CALIBRATION_METHODS = ("sigmoid", "isotonic")
 PLAIN_KINDS = "biufU"  # numpy dtype kinds a stacker array may have: nothing that needs pickle
 MIN_PAIRWISE_PROB = 1e-7  # libsvm clips each pairwise Platt probability to [1e-7, 1 - 1e-7]
@@ -256,6 +258,8 @@ class _SVM:
             return -values[:, 0]
         if self.shape == "ovr":
             return _ovr_scores(values, self.pairs, self.n_classes)
+        if self.shape == CONFIDENCES:
+            return confidence_sums(values, self.pairs, self.n_classes)
         return values
 
     def predict_index(self, X: np.ndarray) -> np.ndarray:
@@ -285,6 +289,16 @@ class _SVM:
         return _pairwise_coupling(r)
 
 
+def confidence_sums(values: np.ndarray, pairs: list[tuple[int, int]], n_classes: int) -> np.ndarray:
+    """Per class (n_samples, n_classes), the one-vs-one values (n_samples, n_pairs) of its pairs, signed
+    for it: a continuous function of the input, where the one-vs-rest scores step with every vote."""
+    sums = np.zeros((len(values), n_classes))
+    for p, (i, j) in enumerate(pairs):
+        sums[:, i] += values[:, p]
+        sums[:, j] -= values[:, p]
+    return sums
+
+
 def _ovr_scores(values: np.ndarray, pairs: list[tuple[int, int]], n_classes: int) -> np.ndarray:
     """scikit-learn's one-vs-rest scores (n_samples, n_classes) from ovo values (n_samples, n_pairs).
 
@@ -292,13 +306,11 @@ def _ovr_scores(values: np.ndarray, pairs: list[tuple[int, int]], n_classes: int
     (-1/3, 1/3) by s / (3 (|s| + 1)), so confidences only break ties between equal votes.
     """
     votes = np.zeros((len(values), n_classes))
-    sums = np.zeros((len(values), n_classes))
     for p, (i, j) in enumerate(pairs):
         second_wins = values[:, p] < 0
         votes[:, i] += ~second_wins
         votes[:, j] += second_wins
-        sums[:, i] += values[:, p]
-        sums[:, j] -= values[:, p]
+    sums = confidence_sums(values, pairs, n_classes)
     return votes + sums / (3 * (np.abs(sums) + 1))
 
 

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from converters.svm import export_svm
 from sdk.errors import BundleError, FileError
 from sdk.stacking import SVMStacker
+from training.stacking import ConfidenceSVC, fit_stacker
 
 TOL = 1e-10
 N_FEATURES = 20  # the stacker's real input: 4 maps x (P(normal) + 4 type probabilities)
@@ -86,6 +87,40 @@ def test_matches_sklearn(kernel, n_classes, path):
     estimator = fit(PATHS[path](make_svc(kernel)), X, y)
     assert hasattr(estimator, "predict_proba") == (path != "svc")
     assert_matches(estimator, SVMStacker(export_svm(estimator)), X_test)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_the_confidence_svc_matches_sklearn(kernel, n_classes):
+    """training.stacking's ConfidenceSVC, alone and calibrated, exported and run in numpy."""
+    X, y, X_test = make_data(n_classes)
+    svc = ConfidenceSVC(kernel=kernel, coef0=1.0 if kernel == "poly" else 0.0, decision_function_shape="ovo")
+    for estimator in (svc, CalibratedClassifierCV(svc)):
+        fitted = fit(estimator, X, y)
+        assert_matches(fitted, SVMStacker(export_svm(fitted)), X_test)
+
+
+def test_the_products_stacker_is_continuous_where_votes_step():
+    """Along straight lines between samples, the product's stacker (fit_stacker: sigmoids on the summed
+    one-vs-one values) changes its probabilities by little per small step; the same SVM and calibration
+    on scikit-learn's one-vs-rest scores, which count votes, steps wherever a pairwise SVM changes sign."""
+    X, y, X_test = make_data(5)
+    folds = [np.arange(len(y))[k::3] for k in range(3)]
+    cv = [(np.setdiff1d(np.arange(len(y)), held), held) for held in folds]
+    votes = CalibratedClassifierCV(SVC(kernel="rbf", gamma="scale"), method="sigmoid", cv=cv).fit(X, y)
+    steps = np.linspace(0, 1, 501)  # 500 steps between two samples
+    largest = {}
+    for name, estimator in (("continuous", fit_stacker(X, y, folds)), ("votes", votes)):
+        stacker = SVMStacker(export_svm(estimator))
+        largest[name] = max(
+            float(
+                np.abs(
+                    np.diff(stacker.predict_proba(np.outer(1 - steps, a) + np.outer(steps, b)), axis=0)
+                ).max()
+            )
+            for a, b in zip(X_test[:20], X_test[20:40], strict=True)
+        )
+    assert largest["continuous"] < 0.01 and largest["votes"] > 0.05, largest
 
 
 def test_rbf_kernel_over_several_blocks_of_samples():
@@ -254,6 +289,7 @@ def test_unavailable_methods_raise_attribute_error():
         (lambda X, y: CalibratedClassifierCV(LogisticRegression()).fit(X, y), "LogisticRegression"),
         (lambda X, y: CalibratedClassifierCV(SVC(), method="temperature").fit(X, y), "'temperature'"),
         (lambda X, y: SVC(break_ties=True, decision_function_shape="ovo").fit(X, y), "break_ties"),
+        (lambda X, y: ConfidenceSVC().fit(X, y), "needs decision_function_shape='ovo'"),
     ],
 )
 def test_export_rejects_unsupported(make, message):

@@ -37,7 +37,7 @@ class Trained:
 
     eyes : cohort indices of the training eyes. final : stage models fitted on all of them.
     oof_features : {approach: (len(eyes), 20)} out-of-fold stacking features.
-    stackers : {approach: fitted CalibratedClassifierCV(SVC)}, classes_ = class names; with
+    stackers : {approach: fitted CalibratedClassifierCV(ConfidenceSVC)}, classes_ = class names; with
         ``balanced_stacker``, also "<approach>_balanced": the same SVM with class-balanced weights.
     folds : held-out positions (into ``eyes``) of each fold.
     fold_trained_on : per fold, the cohort indices its normative model and networks were fitted on.

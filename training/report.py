@@ -59,8 +59,9 @@ def settings_summary(preset: Preset) -> dict:
             "loss": "cross-entropy weighted by inverse class frequency",
             "optimiser": "AdamW",
         },
-        "stacker": f"CalibratedClassifierCV(SVC(kernel={SVM_KERNEL!r}, C={SVM_C}, gamma='scale'), "
-        f"method={CALIBRATION!r}) on 20 out-of-fold confidences, calibrated over the same folds",
+        "stacker": f"CalibratedClassifierCV(ConfidenceSVC(kernel={SVM_KERNEL!r}, C={SVM_C}, gamma='scale'), "
+        f"method={CALIBRATION!r}) on 20 out-of-fold confidences, calibrated over the same folds on the "
+        "summed one-vs-one values per class (continuous; not SVC's vote-counting one-vs-rest scores)",
     }
 
 

@@ -7,7 +7,10 @@ without fold j (normative model included) give fold j's features (:func:`out_of_
 SVM is fitted on those. The networks shipped (and used on test eyes) are fitted on all training eyes.
 
 The SVM is scikit-learn's ``SVC`` (RBF kernel) in ``CalibratedClassifierCV`` (sigmoid), which
-``converters.svm.export_svm`` exports; the calibration folds are the same patient folds.
+``converters.svm.export_svm`` exports; the calibration folds are the same patient folds. The SVC is a
+:class:`ConfidenceSVC`: the sigmoids read a continuous score per class, not SVC's one-vs-rest scores,
+which count one-vs-one votes and so make the probabilities step wherever one pairwise SVM changes
+sign (docs/bf16-probe/stacker_jump.py: a 0.004 change of the features moved P(normal) 0.446 -> 0.520).
 """
 
 from __future__ import annotations
@@ -18,11 +21,30 @@ import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
+from sdk.stacking import confidence_sums
 from training.splits import rest
 
 SVM_C = 1.0
 SVM_KERNEL = "rbf"
 CALIBRATION = "sigmoid"
+
+
+class ConfidenceSVC(SVC):
+    """scikit-learn's SVC whose multi-class decision function is continuous in its input: per class, the
+    one-vs-one decision values of its pairs signed for it and summed (:func:`sdk.stacking.confidence_sums`;
+    SVC's own one-vs-rest scores are the votes plus these sums squashed into (-1/3, 1/3)). Make it with
+    ``decision_function_shape="ovo"``; ``converters.svm.export_svm`` exports it for the SDK."""
+
+    def decision_function(self, X):
+        values = super().decision_function(X)
+        if len(self.classes_) == 2:
+            return values
+        if self.decision_function_shape != "ovo":
+            raise ValueError(
+                "ConfidenceSVC sums the one-vs-one values: make it with decision_function_shape='ovo'"
+            )
+        n = len(self.classes_)
+        return confidence_sums(values, [(i, j) for i in range(n) for j in range(i + 1, n)], n)
 
 
 def out_of_fold(
@@ -50,7 +72,8 @@ def fit_stacker(
     calibrating over ``folds`` (held-out positions). Its classes_ are the class names, sorted.
     class_weight : None, or "balanced" (the SVM weighs each class by the inverse of its frequency)."""
     cv = [(rest(len(labels), held), held) for held in folds]
-    stacker = CalibratedClassifierCV(
-        SVC(kernel=SVM_KERNEL, C=SVM_C, gamma="scale", class_weight=class_weight), method=CALIBRATION, cv=cv
+    svm = ConfidenceSVC(
+        kernel=SVM_KERNEL, C=SVM_C, gamma="scale", class_weight=class_weight, decision_function_shape="ovo"
     )
+    stacker = CalibratedClassifierCV(svm, method=CALIBRATION, cv=cv)
     return stacker.fit(features, labels)
