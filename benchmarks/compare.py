@@ -69,27 +69,15 @@ def matmul_flops(device: str, dtype: str = "float32", rounds: int = 5, size: int
     return 2 * size**3 / measure(product, rounds)
 
 
-def conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
+def conv_flops(channels: int, side_px: int, rounds: int = 5, channels_last: bool = False) -> float:
     """float32 throughput (FLOP/s) of torch's 3 x 3 convolution, ``channels`` in and out, on one
-    ``side_px`` square image (on the CPU, oneDNN: the fastest route a VGG16 layer has here)."""
+    ``side_px`` square image (on the CPU, oneDNN: the fastest route a VGG16 layer has here), the image
+    and weights channels-first or, with ``channels_last``, channels-last (oneDNN's preferred layout)."""
     import torch
 
-    x = torch.rand(1, channels, side_px, side_px)
-    w = torch.rand(channels, channels, 3, 3)
-
-    def convolve():
-        with torch.no_grad():
-            torch.nn.functional.conv2d(x, w, padding=1)
-
-    return 2 * channels * channels * 9 * side_px * side_px / measure(convolve, rounds)
-
-
-def channels_last_conv_flops(channels: int, side_px: int, rounds: int = 5) -> float:
-    """As :func:`conv_flops`, the image and weights channels-last (oneDNN's preferred layout)."""
-    import torch
-
-    x = torch.rand(1, channels, side_px, side_px).to(memory_format=torch.channels_last)
-    w = torch.rand(channels, channels, 3, 3).to(memory_format=torch.channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.rand(1, channels, side_px, side_px).to(memory_format=layout)
+    w = torch.rand(channels, channels, 3, 3).to(memory_format=layout)
 
     def convolve():
         with torch.no_grad():
@@ -145,8 +133,8 @@ def cpu_floor_rates() -> dict[str, float]:
         f"torch_matmul_{2 * MATMUL_SIZE}": matmul_flops("cpu", rounds=3, size=2 * MATMUL_SIZE),
         "torch_conv3x3_256ch_56px": conv_flops(256, 56),
         "torch_conv3x3_512ch_28px": conv_flops(512, 28),
-        "torch_channels_last_conv3x3_256ch_56px": channels_last_conv_flops(256, 56),
-        "torch_channels_last_conv3x3_512ch_28px": channels_last_conv_flops(512, 28),
+        "torch_channels_last_conv3x3_256ch_56px": conv_flops(256, 56, channels_last=True),
+        "torch_channels_last_conv3x3_512ch_28px": conv_flops(512, 28, channels_last=True),
         "onnxruntime_conv3x3_256ch_56px": onnxruntime_conv_flops(256, 56),
         "onnxruntime_conv3x3_512ch_28px": onnxruntime_conv_flops(512, 28),
         f"numpy_matmul_{MATMUL_SIZE}": numpy_matmul_flops(),

@@ -29,10 +29,11 @@ import numpy as np
 import onnx
 
 from converters.onnx_export import onnx_outputs
+from converters.shared_trunk import OUTPUTS
 from converters.verify import Agreement
 from sdk.bundle import final_probabilities
 from sdk.bundle import stacking_features as stack_features
-from sdk.labels import stacking_features
+from sdk.labels import STAGE1_CLASSES, STAGE2_CLASSES, stacking_features
 from sdk.maps import MAP_NAMES
 from training.checkpoint import CALIBRATION_FILE, Checkpoint
 from training.data import network_inputs
@@ -43,7 +44,6 @@ METHOD = (
     "weights, uint8 activations, MinMax calibration on half the checkpoint's calibration eyes"
 )
 MIN_CALIBRATION_EYES = 4  # 2 to calibrate, 2 more to gate
-OUTPUTS = ("stage1", "stage2")
 
 _LOG = logging.getLogger(__name__)
 
@@ -115,8 +115,10 @@ def gate(fp32_files: list[Path], int8_files: list[Path], x: np.ndarray, stacker,
     stage, and the final probabilities. Returns the checks (``Agreement.to_dict`` per row); ValueError
     naming the first row beyond ``tolerance``."""
     n = len(x)
+    classes = (STAGE1_CLASSES, STAGE2_CLASSES)
     got = {
-        name: np.empty((n, len(MAP_NAMES), k), np.float32) for name, k in zip(OUTPUTS, (2, 4), strict=True)
+        name: np.empty((n, len(MAP_NAMES), len(c)), np.float32)
+        for name, c in zip(OUTPUTS, classes, strict=True)
     }
     reference = {name: np.empty_like(array) for name, array in got.items()}
     agreements = []

@@ -186,7 +186,7 @@ class _SVM:
     def __init__(self, reader: _Reader, prefix: str, n_classes: int, n_features: int):
         n_pairs = n_classes * (n_classes - 1) // 2
         self.n_classes = n_classes
-        self.pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
+        self.pairs = ovo_pairs(n_classes)
         self.kernel = reader.choice(prefix + "kernel", KERNELS)
         self.gamma = reader.number(prefix + "gamma", "fiu")
         self.coef0 = reader.number(prefix + "coef0", "fiu")
@@ -287,6 +287,11 @@ class _SVM:
             r[:, i, j] = np.clip(r_ij, MIN_PAIRWISE_PROB, 1 - MIN_PAIRWISE_PROB)
             r[:, j, i] = 1 - r[:, i, j]
         return _pairwise_coupling(r)
+
+
+def ovo_pairs(n_classes: int) -> list[tuple[int, int]]:
+    """libsvm's (and scikit-learn's) order of the one-vs-one pairs: (0, 1), (0, 2), ..., (1, 2), ..."""
+    return [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
 
 
 def confidence_sums(values: np.ndarray, pairs: list[tuple[int, int]], n_classes: int) -> np.ndarray:

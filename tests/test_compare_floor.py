@@ -1,5 +1,6 @@
 """benchmarks.compare's floor routes: each measures a real convolution and gives a rate in FLOP/s."""
 
+import functools
 import math
 
 import numpy as np
@@ -7,10 +8,14 @@ import pytest
 
 from benchmarks import compare
 
+ROUTES = {
+    "torch": compare.conv_flops,
+    "torch_channels_last": functools.partial(compare.conv_flops, channels_last=True),
+    "onnxruntime": compare.onnxruntime_conv_flops,
+}
 
-@pytest.mark.parametrize(
-    "route", [compare.conv_flops, compare.channels_last_conv_flops, compare.onnxruntime_conv_flops]
-)
+
+@pytest.mark.parametrize("route", ROUTES)
 def test_each_convolution_route_gives_a_finite_rate(route, monkeypatch):
     timed = []
     real_measure = compare.measure
@@ -20,7 +25,7 @@ def test_each_convolution_route_gives_a_finite_rate(route, monkeypatch):
         return real_measure(function, rounds)
 
     monkeypatch.setattr(compare, "measure", spy)
-    rate = route(16, 12, rounds=2)
+    rate = ROUTES[route](16, 12, rounds=2)
     assert math.isfinite(rate) and rate > 1e6  # a 16-channel 3 x 3 convolution, 12 x 12 px: MFLOP/s at least
     assert len(timed) == 1
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sdk.errors import FileError
+from sdk.files import write_atomically
 from sdk.labels import CLASSES, STAGE1_CLASSES, STAGE2_CLASSES, stacking_features
 from sdk.maps import MAP_NAMES, MAP_SIZE_PX, Normative
 from sdk.stacking import SVMStacker
@@ -95,10 +97,12 @@ def write_checkpoint(
     normative.save(path / "normative.npz", overwrite=overwrite)
     if calibration is not None:
         thickness_um, labels = calibration
-        np.savez_compressed(
-            path / CALIBRATION_FILE,
-            thickness_um=np.asarray(thickness_um, np.float32),
-            labels=np.asarray(labels, np.int64),
+        arrays = {
+            "thickness_um": np.asarray(thickness_um, np.float32),
+            "labels": np.asarray(labels, np.int64),
+        }
+        write_atomically(
+            path / CALIBRATION_FILE, lambda file: np.savez_compressed(file, **arrays), overwrite=overwrite
         )
     metadata = {
         "format": FORMAT,
@@ -162,8 +166,11 @@ def _calibration(file: Path) -> np.ndarray | None:
     """calibration.npz's thickness maps (n, 2, MAP_SIZE_PX, MAP_SIZE_PX) float32, or None without it."""
     if not file.is_file():
         return None
-    with np.load(file, allow_pickle=False) as z:
-        thickness = z["thickness_um"] if "thickness_um" in z.files else None
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            thickness = z["thickness_um"] if "thickness_um" in z.files else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{file} is not an .npz of plain arrays ({e})") from None
     if thickness is None or thickness.ndim != 4 or thickness.shape[1:] != (2, MAP_SIZE_PX, MAP_SIZE_PX):
         found = None if thickness is None else thickness.shape
         raise ValueError(f"{file}: thickness_um is {found}, expected (n, 2, {MAP_SIZE_PX}, {MAP_SIZE_PX})")

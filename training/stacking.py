@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 
-from sdk.stacking import confidence_sums
+from sdk.stacking import confidence_sums, ovo_pairs
 from training.splits import rest
 
 SVM_C = 1.0
@@ -44,7 +44,7 @@ class ConfidenceSVC(SVC):
                 "ConfidenceSVC sums the one-vs-one values: make it with decision_function_shape='ovo'"
             )
         n = len(self.classes_)
-        return confidence_sums(values, [(i, j) for i in range(n) for j in range(i + 1, n)], n)
+        return confidence_sums(values, ovo_pairs(n), n)
 
 
 def out_of_fold(
