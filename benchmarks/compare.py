@@ -14,7 +14,10 @@ On the same bundle and the same wide-field phantom volume:
     on CUDA torch's alone, TF32 off, and a second floor at the float16 throughput;
 (e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
     one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone; and
-    the networks FP16 eager, to tell the two gains apart.
+    the networks FP16 eager, to tell the two gains apart;
+(f) on a CPU with bfloat16 instructions: the SDK on the torch backend in bf16, on the bench bundle's
+    checkpoint converted with ``--bf16`` (target cpu; its gate on these random weights decides whether
+    it exists: the reason is recorded where not).
 
 Prints the median of each over ``--rounds`` runs and the ratios, and writes them as JSON.
 """
@@ -36,6 +39,7 @@ import phantom
 import sdk
 from sdk.backends import make_backend
 from sdk.backends.torch_backend import TorchBackend
+from sdk.cpu import bf16_unsupported, cpu_model
 from sdk.engines.build import tensorrt_usable
 from sdk.labels import CLASSES
 
@@ -177,6 +181,36 @@ def sdk_run(results: dict, key: str, bundle, backend, volume, network_input, rou
         )
 
 
+def bf16_run(results: dict, volume, network_input, rounds: int, expected) -> None:
+    """(f): the SDK on torch bf16 where this CPU has bfloat16 instructions and the bench checkpoint's
+    --bf16 conversion passes its gate; else the reason under ``f_reason``."""
+    import subprocess
+
+    from benchmarks.conftest import bench_bundle_dir  # noqa: PLC0415 - reads OCTC_BENCH_* set in main
+
+    results["f_sdk_torch_bf16_s"] = None
+    reason = bf16_unsupported()
+    if reason:
+        results["f_reason"] = reason
+        return
+    try:
+        bundle = sdk.bundle.Bundle.load(bench_bundle_dir("cpu", bf16=True))
+    except subprocess.CalledProcessError:
+        results["f_reason"] = "the bench checkpoint's --bf16 conversion failed its gate (see its log above)"
+        return
+    sdk_run(
+        results,
+        "f_sdk_torch_bf16",
+        bundle,
+        TorchBackend(bundle, "bf16"),
+        volume,
+        network_input,
+        rounds,
+        expected,
+    )
+    results["speedup_f_over_a"] = results["a_pytorch_eager_s"] / results["f_sdk_torch_bf16_s"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--width", default="full", help='"full" (1.0) or a VGG16 channel scale, e.g. 0.25')
@@ -193,7 +227,7 @@ def main(argv=None) -> int:
     bundle = sdk.bundle.Bundle.load(bench_bundle_dir())
     volume = phantom.make_eye("FI", seed=11).volume
     results = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+        "machine": f"{platform.machine()} {cpu_model()} {os.cpu_count()} cores",
         "width": width,
         "input_px": args.input_px,
         "device": args.device,
@@ -218,6 +252,8 @@ def main(argv=None) -> int:
     else:
         results["c_sdk_tensorrt_fp16_s"] = None
         results["c_reason"] = reason
+    if args.device == "cpu":
+        bf16_run(results, volume, network_input, args.rounds, expected)
     macs = network_macs(bundle)
     if args.device == "cpu":
         rates = cpu_floor_rates()

@@ -25,12 +25,14 @@ INPUT_PX = int(os.environ.get("OCTC_BENCH_INPUT_PX", "224"))
 SMALL_PHANTOM = ("32", "248", "128")  # golden and normative eyes of the bench bundle: fast to make
 
 
-def bench_bundle_dir(target: str = "all") -> Path:
+def bench_bundle_dir(target: str = "all", bf16: bool = False) -> Path:
     """The benchmark bundle for ``target`` ("all", or "cpu": the lean bundle a CPU device runs, made
-    from the same checkpoint), made if it does not exist yet."""
+    from the same checkpoint; ``bf16``: converted with --bf16, whose gate may refuse it), made if it
+    does not exist yet (CalledProcessError where conversion fails)."""
     default = ROOT / "out" / f"bench-bundle-w{WIDTH:g}-{INPUT_PX}"
     base = Path(os.environ.get("OCTC_BENCH_BUNDLE", default))
-    folder = base if target == "all" else base.with_name(f"{base.name}-{target}")
+    suffix = ("" if target == "all" else f"-{target}") + ("-bf16" if bf16 else "")
+    folder = base.with_name(base.name + suffix)
     if not _current(folder):
         checkpoint = base.with_name(base.name + "-checkpoint")
         args = ["--width", str(WIDTH), "--input-px", str(INPUT_PX), "--phantom-shape", *SMALL_PHANTOM]
@@ -49,6 +51,7 @@ def bench_bundle_dir(target: str = "all") -> Path:
                 *SMALL_PHANTOM,
                 "--target",
                 target,
+                *(["--bf16"] if bf16 else []),
             ]
         )
         for command in commands:

@@ -3,11 +3,11 @@
 ::
 
     python -m converters bundle CHECKPOINT_DIR OUT_DIR [--target cpu|tensorrt|all] [--signing-key KEY]
-                                [--int8] [--overwrite] [--phantom-shape B D A]
+                                [--int8] [--bf16] [--overwrite] [--phantom-shape B D A]
     python -m converters keygen OUT_PREFIX         # OUT_PREFIX.key.pem (private, 0600) and .pub.pem
     python -m converters sign BUNDLE --signing-key KEY
     python -m converters verify BUNDLE [--backend onnxruntime|tensorrt|torch|auto]
-                                       [--precision fp32|fp16|int8] [--trusted-keys PATH]
+                                       [--precision fp32|fp16|int8|bf16] [--trusted-keys PATH]
                                        [--cache-dir DIR] [--threads N]
     python -m converters random-checkpoint OUT_DIR [--width W] [--input-px N] [--seed S] [--overwrite]
                                                    [--phantom-shape B D A]
@@ -54,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also ship int8 merged models, calibrated on the checkpoint's calibration eyes and refused "
         "(nothing written) unless they agree with FP32 within the int8 gate (target cpu or all)",
+    )
+    bundle.add_argument(
+        "--bf16",
+        action="store_true",
+        help="declare bf16 (the torch backend on a CPU with bfloat16 instructions; no extra files) after "
+        "checking it against FP32 on the calibration and golden eyes; refused (nothing written) beyond "
+        "the bf16 gate",
     )
     _signing_key_option(bundle, required=False)
     _phantom_shape_option(bundle, "golden phantom eyes")
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     target=args.target,
                     signing_key=args.signing_key,
                     int8=args.int8,
+                    bf16=args.bf16,
                 )
             )
         elif args.command == "keygen":

@@ -44,15 +44,18 @@ import torch
 
 import phantom
 import sdk
+from converters import bf16 as bfloat16
 from converters.fp16 import convert_to_fp16
 from converters.int8 import METHOD as INT8_METHOD
-from converters.int8 import calibration_inputs, gate, quantise
+from converters.int8 import merged_outputs, quantise
 from converters.onnx_export import export_onnx, onnx_outputs, onnx_probabilities
+from converters.precision_gate import calibration_inputs, gate
 from converters.shared_trunk import OUTPUTS as MERGED_OUTPUTS
 from converters.shared_trunk import merge_stages
 from converters.verify import Agreement
 from sdk import maps, signing
 from sdk.bundle import (
+    DERIVED,
     FLOAT_PRECISIONS,
     FORMAT,
     MANIFEST,
@@ -86,10 +89,12 @@ TOLERANCES = {
     "fp32": {"max_abs_probability": 1e-4, "min_top1_agreement": 0.99},
     "fp16": {"max_abs_probability": 1e-2, "min_top1_agreement": 0.99},
     "int8": {"max_abs_probability": 5e-2, "min_top1_agreement": 0.99},
+    "bf16": {"max_abs_probability": 5e-2, "min_top1_agreement": 0.99},
 }
 """Agreement a backend must reach with the PyTorch reference: at conversion (ONNX Runtime FP32 vs
-PyTorch, FP16 vs FP32, int8 vs FP32 on held-out training eyes and the golden eyes) and in
+PyTorch, FP16 vs FP32, int8 and bf16 vs FP32 on held-out training eyes and the golden eyes) and in
 ``python -m converters verify`` (any backend vs golden.npz)."""
+LOWER_PRECISION_METHODS = {QUANTISED: INT8_METHOD, DERIVED: bfloat16.METHOD}
 VERSIONED = ("numpy", "scipy", "torch", "onnx", "onnxruntime")
 # a merged stage model computes what the separate ones do; ONNX Runtime may fuse its graph differently
 MERGED_TOLERANCE = {p: 0.1 * TOLERANCES[p]["max_abs_probability"] for p in FLOAT_PRECISIONS}
@@ -108,6 +113,7 @@ def build_bundle(
     target: str = "all",
     signing_key: str | os.PathLike | None = None,
     int8: bool = False,
+    bf16: bool = False,
 ) -> Path:
     """Convert a checkpoint directory into a bundle folder ``out_dir``.
 
@@ -118,6 +124,9 @@ def build_bundle(
     signing_key : an Ed25519 private key file (``python -m converters keygen``): the bundle is signed.
     int8 : also ship int8 merged models (:mod:`converters.int8`), calibrated on the checkpoint's
         calibration eyes; ValueError, nothing written, if they miss ``TOLERANCES["int8"]``.
+    bf16 : declare bf16 (:mod:`converters.bf16`: no files, the torch backend rounds the FP32 weights)
+        after checking it on the calibration and golden eyes; ValueError, nothing written, if it
+        misses ``TOLERANCES["bf16"]``.
 
     Returns the bundle path. Raises FileError (OUT_DIR not empty), ValueError (a model fails its
     check; the message has the figures), BundleError (an unusable signing key), and the checkpoint
@@ -135,7 +144,7 @@ def build_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        _write_bundle(checkpoint, work, golden_eyes, phantom_shape, target, int8)
+        _write_bundle(checkpoint, work, golden_eyes, phantom_shape, target, int8, bf16)
         if key_pem is not None:
             sign_bundle(work, key_pem)
         bundle = Bundle.load(work, trusted_keys=())
@@ -165,7 +174,7 @@ def sign_bundle(folder: str | os.PathLike, private_key_pem: bytes) -> str:
 
 
 def _write_bundle(
-    checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_shape, target: str, int8: bool
+    checkpoint: Checkpoint, folder: Path, golden_eyes, phantom_shape, target: str, int8: bool, bf16: bool
 ) -> None:
     input_hw = checkpoint.input_hw
     ships = TARGETS[target]
@@ -204,6 +213,9 @@ def _write_bundle(
     ]
     if int8:
         checks[QUANTISED] = _quantise(checkpoint, folder, merged, inputs)
+    if bf16:
+        checks[DERIVED] = _gate_bf16(checkpoint, inputs)
+    lower = [p for p, asked in ((QUANTISED, int8), (DERIVED, bf16)) if asked]
     features = stack_features(stacking_features(), stage1, stage2)
     np.savez_compressed(
         folder / "golden.npz",
@@ -250,7 +262,7 @@ def _write_bundle(
             "eyes": [{"kind": k, "seed": s, "laterality": lat} for k, s, lat in golden_eyes],
             "phantom_shape": list(phantom_shape or phantom.DEFAULT_SHAPE),
         },
-        "tolerances": {p: TOLERANCES[p] for p in (*FLOAT_PRECISIONS, *([QUANTISED] if int8 else []))},
+        "tolerances": {p: TOLERANCES[p] for p in (*FLOAT_PRECISIONS, *lower)},
         "provenance": {
             "checkpoint": {
                 "sha256": file_sha256(checkpoint.path / "checkpoint.json"),
@@ -263,7 +275,7 @@ def _write_bundle(
                 "target": target,
                 "exporter": "torch.onnx.export(dynamo=False), softmax appended",
                 "fp16": "converters.fp16: float16 weights and compute, float32 I/O and softmax",
-                **({QUANTISED: INT8_METHOD} if int8 else {}),
+                **{p: LOWER_PRECISION_METHODS[p] for p in lower},
                 "versions": {
                     "sdk": sdk.__version__,
                     "python": platform.python_version(),
@@ -384,17 +396,27 @@ def _quantise(checkpoint: Checkpoint, folder: Path, merged: list[dict], golden: 
     """Write each map's int8 merged model next to its FP32 one, calibrated on half the checkpoint's
     calibration eyes and gated on the other half and the ``golden`` inputs (n, 4, 3, H, W); adds the
     files to the merged entries and returns the gate's checks."""
-    x = calibration_inputs(checkpoint)
+    x = calibration_inputs(checkpoint, QUANTISED)
     fp32_files = [folder / entry["onnx"]["fp32"] for entry in merged]
     int8_files = [folder / f"models/{entry['map']}.stages.int8.onnx" for entry in merged]
     for m, (fp32_file, int8_file) in enumerate(zip(fp32_files, int8_files, strict=True)):
         quantise(fp32_file, x[0::2, m], int8_file)
-    checks = gate(
-        fp32_files, int8_files, np.concatenate([x[1::2], golden]), checkpoint.stacker, TOLERANCES[QUANTISED]
-    )
+    x_gate = np.concatenate([x[1::2], golden])
+    got, reference = merged_outputs(int8_files, x_gate), merged_outputs(fp32_files, x_gate)
+    checks = gate(QUANTISED, got, reference, checkpoint.stacker, TOLERANCES[QUANTISED])
     for entry, file in zip(merged, int8_files, strict=True):
         entry["onnx"][QUANTISED] = file.relative_to(folder).as_posix()
-    return {"calibration_eyes": len(x[0::2]), "gate_eyes": len(x[1::2]) + len(golden), **checks}
+    return {"calibration_eyes": len(x[0::2]), "gate_eyes": len(x_gate), **checks}
+
+
+def _gate_bf16(checkpoint: Checkpoint, golden: np.ndarray) -> dict:
+    """bf16 against FP32 in PyTorch on the checkpoint's calibration eyes and the ``golden`` inputs
+    (n, 4, 3, H, W); the gate's checks, ValueError beyond ``TOLERANCES["bf16"]``."""
+    x = np.concatenate([calibration_inputs(checkpoint, DERIVED), golden])
+    networks = [tuple(_network(checkpoint, m, stage) for stage in STAGES) for m in MAP_NAMES]
+    got, reference = (bfloat16.outputs(networks, x, p) for p in (DERIVED, "fp32"))
+    checks = gate(DERIVED, got, reference, checkpoint.stacker, TOLERANCES[DERIVED])
+    return {"gate_eyes": len(x), **bfloat16.converting_cpu(), **checks}
 
 
 def _move_into_place(work: Path, out: Path) -> None:

@@ -1,8 +1,8 @@
 """int8 merged stage models: ONNX Runtime static quantisation, calibrated on the training eyes, gated.
 
-    x = calibration_inputs(checkpoint)                   # (n, 4, 3, H, W) from calibration.npz
+    x = calibration_inputs(checkpoint, "int8")           # converters.precision_gate: (n, 4, 3, H, W)
     quantise(fp32_file, x[0::2, m], int8_file)           # one map's merged model
-    checks = gate(fp32_files, int8_files, x_gate, stacker, tolerance)   # ValueError beyond it
+    got = merged_outputs(int8_files, x_gate)             # then converters.precision_gate.gate
 
 Quantisation (``onnxruntime.quantization.quantize_static``, QDQ format, after ONNX Runtime's
 ``quant_pre_process``): every convolution but the first gets int8 weights per output channel and
@@ -22,44 +22,19 @@ and for the final probabilities through the bundle's stacker.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from converters.onnx_export import onnx_outputs
-from converters.shared_trunk import OUTPUTS
-from converters.verify import Agreement
-from sdk.bundle import final_probabilities
-from sdk.bundle import stacking_features as stack_features
-from sdk.labels import STAGE1_CLASSES, STAGE2_CLASSES, stacking_features
-from sdk.maps import MAP_NAMES
-from training.checkpoint import CALIBRATION_FILE, Checkpoint
-from training.data import network_inputs
+from sdk.bundle import MERGED_OUTPUTS
 
 QUANTISED_OPS = ("Conv",)
 METHOD = (
     "converters.int8: onnxruntime quantize_static QDQ, every Conv but the first, int8 per-channel 7-bit "
     "weights, uint8 activations, MinMax calibration on half the checkpoint's calibration eyes"
 )
-MIN_CALIBRATION_EYES = 4  # 2 to calibrate, 2 more to gate
-
-_LOG = logging.getLogger(__name__)
-
-
-def calibration_inputs(checkpoint: Checkpoint) -> np.ndarray:
-    """Network inputs (n, 4, 3, H, W) float32 of the checkpoint's calibration eyes, deviations from its
-    normative database; ValueError if it keeps none (or too few)."""
-    thickness = checkpoint.calibration_um
-    if thickness is None or len(thickness) < MIN_CALIBRATION_EYES:
-        found = 0 if thickness is None else len(thickness)
-        raise ValueError(
-            f"checkpoint {checkpoint.path} keeps {found} calibration eyes ({CALIBRATION_FILE}), int8 needs "
-            f">= {MIN_CALIBRATION_EYES}: train it again with this version (python -m training.train), "
-            "or convert without --int8"
-        )
-    return network_inputs(thickness, checkpoint.normative, checkpoint.input_hw)
 
 
 def quantise(fp32_file: Path, x: np.ndarray, int8_file: Path) -> None:
@@ -110,35 +85,11 @@ def _quantize(fp32_file: Path, x: np.ndarray, int8_file: Path, exclude: list[str
     )
 
 
-def gate(fp32_files: list[Path], int8_files: list[Path], x: np.ndarray, stacker, tolerance: dict) -> dict:
-    """Agreement of the int8 merged models with the FP32 ones on ``x`` (n, 4, 3, H, W): per map and
-    stage, and the final probabilities. Returns the checks (``Agreement.to_dict`` per row); ValueError
-    naming the first row beyond ``tolerance``."""
-    n = len(x)
-    classes = (STAGE1_CLASSES, STAGE2_CLASSES)
-    got = {
-        name: np.empty((n, len(MAP_NAMES), len(c)), np.float32)
-        for name, c in zip(OUTPUTS, classes, strict=True)
+def merged_outputs(files: list[Path], x: np.ndarray) -> dict[str, np.ndarray]:
+    """ONNX Runtime (CPU) probabilities of the merged models ``files`` (one per map, MAP_NAMES order)
+    for x (n, 4, 3, H, W): {"stage1": (n, 4, 2), "stage2": (n, 4, 4)} float32."""
+    per_map = [onnx_outputs(file, x[:, m], list(MERGED_OUTPUTS)) for m, file in enumerate(files)]
+    return {
+        name: np.stack([outputs[k] for outputs in per_map], axis=1).astype(np.float32)
+        for k, name in enumerate(MERGED_OUTPUTS)
     }
-    reference = {name: np.empty_like(array) for name, array in got.items()}
-    agreements = []
-    for m, map_name in enumerate(MAP_NAMES):
-        for results, file in ((reference, fp32_files[m]), (got, int8_files[m])):
-            for name, output in zip(OUTPUTS, onnx_outputs(file, x[:, m], list(OUTPUTS)), strict=True):
-                results[name][:, m] = output
-        for stage, name in enumerate(OUTPUTS, start=1):
-            agreements.append(
-                Agreement.of(
-                    f"{map_name}.stage{stage} int8 vs FP32", got[name][:, m], reference[name][:, m], tolerance
-                )
-            )
-    final = [
-        final_probabilities(stacker, stack_features(stacking_features(), r["stage1"], r["stage2"]))
-        for r in (got, reference)
-    ]
-    agreements.append(Agreement.of("final int8 vs FP32", *final, tolerance))
-    _LOG.info("%s", "; ".join(f"{a.name}: {a.summary()}" for a in agreements))
-    for agreement in agreements:
-        if not agreement.passed:
-            raise ValueError(f"{agreement.name}: {agreement.summary()}; bundle not written")
-    return {a.name: a.to_dict() for a in agreements}

@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-STAGE2_PREFIX = "stage2/"
-OUTPUTS = ("stage1", "stage2")
+from sdk.bundle import MERGED_OUTPUTS as OUTPUTS
+from sdk.bundle import MERGED_STAGE2_PREFIX as STAGE2_PREFIX
 
 
 def merge_stages(stage1: onnx.ModelProto, stage2: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:

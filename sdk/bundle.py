@@ -25,8 +25,10 @@ manifest's fields, in short (schema version 2)::
     stacker                  {file, classes (the stacker's own order), features (20 names)}
     normative                {file, n_eyes}
     golden                   {file, eyes [{kind, seed, laterality}], phantom_shape}
-    tolerances               {"fp32"|"fp16"[|"int8"]: {max_abs_probability, min_top1_agreement}}, no
-                             looser than TOLERANCE_LIMITS; "int8" exactly when the merged models ship it
+    tolerances               {"fp32"|"fp16"[|"int8"][|"bf16"]: {max_abs_probability, min_top1_agreement}},
+                             no looser than TOLERANCE_LIMITS; "int8" exactly when the merged models ship
+                             it; "bf16" (no files of its own: the fp32 weights rounded at load) where
+                             conversion's bf16 gate passed (converters.bf16)
     provenance               checkpoint metadata, converter versions, checks measured at conversion
 
 golden.npz (n phantom eyes; probabilities are PyTorch's, in float32, and the numpy stacker's)::
@@ -83,7 +85,8 @@ MANIFEST = "manifest.json"
 SIGNATURE = signing.SIGNATURE_FILE
 FLOAT_PRECISIONS = ("fp32", "fp16")
 QUANTISED = "int8"  # merged models only, shipped when asked for at conversion and its gate passed
-PRECISIONS = (*FLOAT_PRECISIONS, QUANTISED)
+DERIVED = "bf16"  # no files: the fp32 weights rounded to bfloat16 at load; declared where its gate passed
+PRECISIONS = (*FLOAT_PRECISIONS, QUANTISED, DERIVED)
 TARGETS = {  # which precisions a target ships, of the per-stage models and of the merged models
     "cpu": {"models": (), "merged": ("fp32",)},
     "tensorrt": {"models": FLOAT_PRECISIONS, "merged": ()},
@@ -94,9 +97,11 @@ TOLERANCE_LIMITS = {  # the loosest gate a manifest may set: max_abs in [0, limi
     "fp32": {"max_abs_probability": 1e-3, "min_top1_agreement": 0.95},
     "fp16": {"max_abs_probability": 2e-2, "min_top1_agreement": 0.95},
     "int8": {"max_abs_probability": 1e-1, "min_top1_agreement": 0.95},
+    "bf16": {"max_abs_probability": 1e-1, "min_top1_agreement": 0.95},
 }
 STAGE_CLASSES = {1: STAGE1_CLASSES, 2: STAGE2_CLASSES}
 MERGED_OUTPUTS = ("stage1", "stage2")
+MERGED_STAGE2_PREFIX = "stage2/"  # stage 2's own tensors and nodes in a merged model (shared_trunk)
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
@@ -256,7 +261,13 @@ class Bundle:
 
     def merged_precisions(self) -> tuple[str, ...]:
         """Precisions every merged model ships in (empty for a tensorrt bundle; int8 where converted so)."""
-        return tuple(p for p in PRECISIONS if self.merged and all(p in s.files for s in self.merged))
+        shipped = (*FLOAT_PRECISIONS, QUANTISED)
+        return tuple(p for p in shipped if self.merged and all(p in s.files for s in self.merged))
+
+    def derived_precisions(self) -> tuple[str, ...]:
+        """Precisions computed at load from the fp32 weights that conversion gated and declared
+        ("bf16" where ``converters bundle --bf16`` passed its gate), else ()."""
+        return tuple(p for p in (DERIVED,) if p in self.manifest["tolerances"])
 
     def tolerances(self, precision: str) -> dict:
         """``{"max_abs_probability": float, "min_top1_agreement": float}`` for a shipped precision."""
@@ -495,10 +506,14 @@ def _check_schema(manifest: dict) -> None:
 
 
 def _check_tolerances(tolerances: dict, quantised: bool) -> None:
-    """Gates for the float precisions, and for int8 exactly when ``quantised`` (its models ship)."""
-    precisions = PRECISIONS if quantised else FLOAT_PRECISIONS
-    if set(tolerances) != set(precisions):
-        raise BundleError(f"{MANIFEST}: tolerances must be given for exactly {list(precisions)}")
+    """Gates for the float precisions, for int8 exactly when ``quantised`` (its models ship), and
+    for bf16 where declared."""
+    precisions = (*FLOAT_PRECISIONS, *([QUANTISED] if quantised else []))
+    if set(tolerances) - {DERIVED} != set(precisions):
+        raise BundleError(
+            f"{MANIFEST}: tolerances must be given for exactly {list(precisions)}, and may add {DERIVED}"
+        )
+    precisions += tuple(p for p in (DERIVED,) if p in tolerances)
     for precision in precisions:
         limits = TOLERANCE_LIMITS[precision]
         gate = _field(tolerances, precision, dict, "tolerances")

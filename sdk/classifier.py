@@ -58,7 +58,8 @@ class Classifier:
         many passes on zeros as ``Backend.warm_up_runs``: one on a GPU, none on ONNX Runtime's CPU).
 
         backend : "auto" (tensorrt if usable, else onnxruntime), "onnxruntime", "tensorrt" or "torch".
-        precision : "fp32", "fp16" or "int8" (onnxruntime on the CPU, a bundle converted with --int8);
+        precision : "fp32", "fp16", "int8" (onnxruntime on the CPU, a bundle converted with --int8) or
+            "bf16" (torch on a CPU with bfloat16 instructions, a bundle converted with --bf16);
             default is the backend's natural one (fp16 for tensorrt, else fp32).
         cache_dir : writable folder for TensorRT engines.
         trusted_keys : public keys the bundle must be signed by: a key file, a folder of ``*.pem``

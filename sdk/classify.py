@@ -79,7 +79,8 @@ def add_classifier_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="default: the backend's own; int8 where the bundle ships it (onnxruntime, CPU)",
+        help="default: the backend's own; int8 where the bundle ships it (onnxruntime, CPU); bf16 where "
+        "the bundle declares it (torch, a CPU with bfloat16 instructions)",
     )
     parser.add_argument("--cache-dir", type=Path, help="writable folder for engines / optimised models")
     parser.add_argument(

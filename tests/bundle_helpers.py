@@ -4,6 +4,7 @@ folder = copy_fixture(tmp_path)           # a copy to change
 rewrite_manifest(folder, manifest)        # every file's sha256 and size and the bundle id made to
                                           # match again, as an attacker with write access would
 tensorrt_bundle(folder)                   # the copy turned into a target-tensorrt bundle of tiny models
+small_checkpoint(folder)                  # a random checkpoint of tiny networks, 32 px, small phantoms
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from sdk.bundle import bundle_id
 
+SMALL_PHANTOM_SHAPE = (32, 248, 128)  # (n_bscans, depth, n_ascans): phantom eyes 30x faster to make
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIXTURE = FIXTURES / "bundle"
 TEST_PUBLIC_KEY = FIXTURES / "test-only-signing.pub.pem"
@@ -23,6 +25,16 @@ TEST_PRIVATE_KEY = FIXTURES / "test-only-signing.key.pem"
 
 def copy_fixture(tmp_path: Path, name: str = "bundle") -> Path:
     return Path(shutil.copytree(FIXTURE, tmp_path / name))
+
+
+def small_checkpoint(folder: Path, seed: int = 3, **options) -> Path:
+    """A random checkpoint (``converters.random_checkpoint``) of width-1/16 networks at 32 x 32 px
+    from small phantom eyes, written to ``folder``; ``options`` as make_random_checkpoint's."""
+    from converters.random_checkpoint import make_random_checkpoint
+
+    return make_random_checkpoint(
+        folder, width=1 / 16, input_hw=(32, 32), seed=seed, phantom_shape=SMALL_PHANTOM_SHAPE, **options
+    )
 
 
 def manifest_of(folder: Path) -> dict:

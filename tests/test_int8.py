@@ -17,19 +17,25 @@ import pytest
 import phantom
 import sdk
 from converters.bundle import TOLERANCES, build_bundle
-from converters.int8 import calibration_inputs, gate, quantise
-from converters.random_checkpoint import make_random_checkpoint
+from converters.int8 import merged_outputs, quantise
+from converters.precision_gate import calibration_inputs, gate
 from converters.verify import verify
 from sdk import cpu
 from sdk.backends import make_backend
 from sdk.bundle import TOLERANCE_LIMITS, Bundle
 from sdk.errors import BackendUnavailable, BundleError
 from sdk.labels import CLASSES
-from tests.bundle_helpers import copy_fixture, manifest_of, rewrite_manifest
+from tests.bundle_helpers import (
+    SMALL_PHANTOM_SHAPE,
+    copy_fixture,
+    manifest_of,
+    rewrite_manifest,
+    small_checkpoint,
+)
 from training.checkpoint import CALIBRATION_FILE, read_checkpoint
 from training.train import calibration_eyes
 
-PHANTOM_SHAPE = (32, 248, 128)
+PHANTOM_SHAPE = SMALL_PHANTOM_SHAPE
 GOLDEN_EYE = ("MY", 9004, "OS")  # the fixture's golden eye
 
 
@@ -103,7 +109,7 @@ def test_int8_is_refused_where_it_cannot_run(int8_folder, tmp_path, monkeypatch)
         from sdk.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         OnnxRuntimeBackend(bundle, "int8", providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    with pytest.raises(BackendUnavailable, match="torch backend runs fp32 or fp16"):
+    with pytest.raises(BackendUnavailable, match="torch backend runs fp32 or fp16 or bf16, not 'int8'"):
         make_backend(bundle, "torch", "int8")
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
@@ -155,19 +161,13 @@ def test_an_int8_tolerance_without_int8_models_or_looser_than_the_schema_is_refu
 
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory) -> Path:
-    return make_random_checkpoint(
-        tmp_path_factory.mktemp("checkpoint") / "checkpoint",
-        width=1 / 16,
-        input_hw=(32, 32),
-        seed=3,
-        phantom_shape=PHANTOM_SHAPE,
-    )
+    return small_checkpoint(tmp_path_factory.mktemp("checkpoint") / "checkpoint")
 
 
 def test_the_checkpoint_keeps_calibration_eyes_of_every_class(checkpoint_dir):
     checkpoint = read_checkpoint(checkpoint_dir)
     assert checkpoint.calibration_um.shape == (4 + 4, 2, 224, 224)  # 4 normal eyes and one per type
-    x = calibration_inputs(checkpoint)
+    x = calibration_inputs(checkpoint, "int8")
     assert x.shape == (8, 4, 3, 32, 32) and np.all(np.isfinite(x))
     labels = np.array([0] * 30 + [1] * 200 + [2] * 3 + [3] * 50 + [4] * 40)
     eyes = np.flatnonzero(np.arange(len(labels)) % 3 != 0)  # the training eyes: two in three
@@ -208,9 +208,11 @@ def test_the_gate_compares_every_map_stage_and_the_final_answer(int8_folder):
     x = bundle.golden()["inputs"]
     fp32 = [int8_folder / spec.files["fp32"] for spec in bundle.merged]
     int8 = [int8_folder / spec.files["int8"] for spec in bundle.merged]
-    same = gate(fp32, fp32, x, bundle.stacker, TOLERANCES["int8"])
+    reference, got = merged_outputs(fp32, x), merged_outputs(int8, x)
+    same = gate("int8", reference, reference, bundle.stacker, TOLERANCES["int8"])
     assert len(same) == 4 * 2 + 1 and all(row["max_abs"] == 0.0 for row in same.values())
-    checks = gate(fp32, int8, x, bundle.stacker, {"max_abs_probability": 1.0, "min_top1_agreement": 0.0})
+    opened = {"max_abs_probability": 1.0, "min_top1_agreement": 0.0}
+    checks = gate("int8", got, reference, bundle.stacker, opened)
     assert (
         checks["final int8 vs FP32"]["compared"] == 1
         and checks["rnfl_thickness.stage1 int8 vs FP32"]["max_abs"] > 0

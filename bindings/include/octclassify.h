@@ -118,7 +118,7 @@ typedef struct octc_result {
     char signer[OCTC_SIGNER_CHARS];          /* key id of the trusted key that signed the bundle, or
                                                 "" when no trusted keys were configured */
     char backend[OCTC_NAME_CHARS];           /* "onnxruntime", "tensorrt" or "torch" */
-    char precision[OCTC_NAME_CHARS];         /* "fp32", "fp16" or "int8" */
+    char precision[OCTC_NAME_CHARS];         /* "fp32", "fp16", "int8" or "bf16" */
     char sdk_version[OCTC_NAME_CHARS];       /* version of the SDK that answered, e.g. "0.1.0" */
 } octc_result;
 
@@ -137,8 +137,10 @@ typedef struct octc_options {
                                         The threads inherit the CPU affinity of the thread that
                                         calls octc_open. */
     const char *backend;             /* "auto" (default), "onnxruntime", "tensorrt" or "torch" */
-    const char *precision;           /* "fp32", "fp16" or "int8" (a bundle made with --int8,
-                                        onnxruntime on the CPU); default: the backend's natural one */
+    const char *precision;           /* "fp32", "fp16", "int8" (a bundle made with --int8,
+                                        onnxruntime on the CPU) or "bf16" (a bundle made with --bf16,
+                                        torch on a CPU with bfloat16 instructions: a runtime folder
+                                        with torch); default: the backend's natural one */
     const char *engine_cache_dir;    /* writable folder for TensorRT engines; default:
                                         $OCTC_ENGINE_CACHE, else ~/.cache/octclassify/engines */
     const char *trusted_keys;        /* public key file, or folder of *.pem keys, the bundle must be

@@ -14,7 +14,7 @@ Backends (each module imports its library only when the backend is made):
   TensorRT execution providers when present. FP32 or FP16 ONNX.
 * ``tensorrt`` (:mod:`sdk.backends.tensorrt_backend`): FP16 engines from :mod:`sdk.engines`.
 * ``torch`` (:mod:`sdk.backends.torch_backend`): the PyTorch reference, FP32 on CPU or CUDA; FP16
-  with CUDA graphs on CUDA.
+  with CUDA graphs on CUDA; bf16 on CPUs with bfloat16 instructions.
 
 Every backend may be called from several threads at once.
 """
@@ -27,7 +27,7 @@ from importlib import import_module
 
 import numpy as np
 
-from sdk.bundle import FLOAT_PRECISIONS, PRECISIONS, Bundle
+from sdk.bundle import DERIVED, FLOAT_PRECISIONS, PRECISIONS, Bundle
 from sdk.errors import BackendUnavailable, InvalidVolume
 from sdk.labels import STAGE1_CLASSES, STAGE2_CLASSES
 from sdk.maps import MAP_NAMES
@@ -50,7 +50,7 @@ class Backend:
     Attributes
     ----------
     name : "onnxruntime", "tensorrt" or "torch".
-    precision : "fp32" or "fp16".
+    precision : "fp32", "fp16", "int8" or "bf16".
     device : where the networks run, e.g. "cpu", "cuda:0 (NVIDIA Jetson Orin)".
     details : JSON-able facts for reports: providers attached, threads, why ``auto`` chose this, ...
     warm_up_runs : passes on zeros ``sdk.Classifier`` runs after loading, so that the first scan
@@ -156,9 +156,10 @@ def make_backend(
     """Load ``bundle``'s networks into backend ``name``.
 
     name : "auto" (tensorrt when TensorRT and a GPU are usable and it loads, else onnxruntime, with
-        the reason in ``details["auto"]``), "onnxruntime", "tensorrt" or "torch".
-    precision : "fp32", "fp16" or "int8" (onnxruntime on the CPU, bundles converted with --int8);
-        default: fp16 for tensorrt, fp32 otherwise.
+        the reason in ``details["auto"]``; torch for bf16), "onnxruntime", "tensorrt" or "torch".
+    precision : "fp32", "fp16", "int8" (onnxruntime on the CPU, bundles converted with --int8) or
+        "bf16" (torch on the CPU, bundles converted with --bf16); default: fp16 for tensorrt, fp32
+        otherwise.
     cache_dir : engine cache folder (tensorrt, and ONNX Runtime's TensorRT provider); default as in
         :mod:`sdk.engines.cache`.
     threads : CPU threads per network (onnxruntime and torch); default: every core.
@@ -167,6 +168,8 @@ def make_backend(
     """
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
+    if name == "auto" and precision == DERIVED:
+        name = "torch"  # the one backend that runs bf16
     if name != "auto":
         cls = backend_class(name)
         return cls(bundle, precision or cls.precisions[0], cache_dir=cache_dir, threads=threads)

@@ -38,7 +38,7 @@ import sys
 import numpy as np
 
 from sdk.backends import Backend
-from sdk.bundle import PRECISIONS, QUANTISED, Bundle
+from sdk.bundle import FLOAT_PRECISIONS, QUANTISED, Bundle
 from sdk.cpu import int8_unsupported
 from sdk.errors import BackendUnavailable
 
@@ -76,7 +76,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
-    precisions = PRECISIONS
+    precisions = (*FLOAT_PRECISIONS, QUANTISED)
 
     def __init__(
         self,

@@ -6,19 +6,27 @@ PyTorch state dict as ``converters.onnx_export`` wrote them: it exports
 ``nn.Sequential(model, nn.Softmax(dim=1))``, so every parameter is prefixed "0."
 ("0.features.0.weight" -> "features.0.weight"), and the exporter stores equal tensors once (the
 zero biases of a fresh network, say), naming the others through Identity nodes, which are
-followed here. The state dict is loaded strictly: a missing, extra or misshapen tensor is a
-BundleError.
+followed here. A cpu bundle ships no per-stage files: both networks of a map are then rebuilt from
+its merged FP32 model (``converters.shared_trunk``: the stage-1 tensors, and stage 2's own under a
+"stage2/" prefix where its layers differ). The state dict is loaded strictly: a missing, extra or
+misshapen tensor is a BundleError.
+
+bf16 (CPU): the FP32 weights rounded to bfloat16 and the networks run in bfloat16, channels-last
+(oneDNN's AVX-512 BF16 / AMX kernels), softmax in FP32: :func:`bf16_network` and
+:func:`probabilities`, the same functions ``converters.bf16`` gates at conversion.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
 from sdk.backends import Backend, stage_indices
-from sdk.bundle import Bundle
+from sdk.bundle import DERIVED, MERGED_STAGE2_PREFIX, Bundle
+from sdk.cpu import bf16_unsupported
 from sdk.errors import BackendUnavailable, BundleError
 from sdk.maps import MAP_NAMES
 
@@ -26,12 +34,14 @@ ONNX_PREFIX = "0."  # converters.onnx_export wraps the model in nn.Sequential(mo
 
 
 class TorchBackend(Backend):
-    """The bundle's networks as PyTorch VGG16 modules in eval mode: FP32 (CPU or CUDA), or FP16 on CUDA.
+    """The bundle's networks as PyTorch VGG16 modules in eval mode: FP32 (CPU or CUDA), FP16 on CUDA,
+    bf16 on a CPU with bfloat16 instructions.
 
     Parameters
     ----------
     bundle : a loaded :class:`~sdk.bundle.Bundle`.
-    precision : "fp32", or "fp16" (CUDA only: the FP32 weights cast to half; softmax in FP32).
+    precision : "fp32", "fp16" (CUDA only: the FP32 weights cast to half; softmax in FP32) or "bf16"
+        (CPU only, a bundle that declares it, :func:`sdk.cpu.bf16_unsupported` satisfied).
         FP32 on CUDA is true FP32: TF32 is switched off for cuDNN and cuBLAS (process-wide settings).
     device : "cpu", "cuda", "cuda:1", ...; default: "cuda" when torch sees a GPU, else "cpu".
     threads : sets torch's intra-op threads, a process-wide setting (default: left as it is). On a
@@ -46,7 +56,8 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
-    dtypes = {"fp32": "float32", "fp16": "float16"}
+    precisions = ("fp32", "fp16", DERIVED)
+    dtypes = {"fp32": "float32", "fp16": "float16", DERIVED: "bfloat16"}
 
     def __init__(
         self,
@@ -75,6 +86,8 @@ class TorchBackend(Backend):
                 "the torch backend runs fp16 on CUDA only; on the CPU choose --precision fp32 "
                 "or the onnxruntime backend"
             )
+        if precision == DERIVED:
+            _check_bf16(bundle, on_cuda)
         if on_cuda and not torch.cuda.is_available():
             raise BackendUnavailable(f"torch {torch.__version__} sees no CUDA GPU for device {device!r}")
         if on_cuda and precision == "fp32":
@@ -83,30 +96,23 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self._dtype = getattr(torch, self.dtypes[precision])
-        if "fp32" not in bundle.model_precisions():
-            raise BackendUnavailable(
-                f"the torch backend rebuilds the eight per-stage networks from their FP32 ONNX files, "
-                f"which bundle {bundle.bundle_id[:12]} (target {bundle.target}) does not ship: use the "
-                "onnxruntime backend, or a bundle made with --target all"
-            )
         try:
             width = float(bundle.manifest["network"]["width"])
         except (KeyError, TypeError, ValueError):
             raise BundleError("manifest.json: network.width is missing or not a number") from None
         self._models = []
-        for spec, data in zip(
-            bundle.models, bundle.read_many([s.files["fp32"] for s in bundle.models]), strict=True
-        ):
+        for spec, (state, file) in zip(bundle.models, _fp32_state_dicts(bundle), strict=True):
             model = VGG16(len(spec.classes), width=width)
-            state = {name: torch.from_numpy(array) for name, array in state_dict_from_onnx(data).items()}
             try:
-                model.load_state_dict(state, strict=True)
+                model.load_state_dict({k: torch.from_numpy(a) for k, a in state.items()}, strict=True)
             except RuntimeError as e:
                 raise BundleError(
-                    f"{spec.files['fp32'].name} does not hold a VGG16 of width {width} with "
+                    f"{file} does not hold {spec.name}, a VGG16 of width {width} with "
                     f"{len(spec.classes)} classes: {e}"
                 ) from None
-            self._models.append(model.eval().to(self._device, self._dtype))
+            model = model.eval()
+            model = bf16_network(model) if precision == DERIVED else model.to(self._device, self._dtype)
+            self._models.append(model)
         self._graph = _EightNetworkGraph(self) if on_cuda and cuda_graphs else None
         self.device = str(self._device)
         if on_cuda:
@@ -119,8 +125,7 @@ class TorchBackend(Backend):
 
     def _forward(self, index: int, x):
         """Probabilities (N, C) float32 torch tensor of network ``index`` for x (N, 3, H, W) on the device."""
-        logits = self._models[index](x.to(self._dtype))
-        return self._torch.softmax(logits.float(), dim=1)
+        return probabilities(self._models[index], x, self._dtype)
 
     def _infer(self, index: int, x: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
@@ -179,12 +184,61 @@ class _EightNetworkGraph:
             return self._stage1.cpu().numpy(), self._stage2.cpu().numpy()
 
 
-def state_dict_from_onnx(model: bytes | str | os.PathLike) -> dict[str, np.ndarray]:
-    """PyTorch state dict (name -> float32 array) of a network exported by ``converters.onnx_export``,
-    from the model's bytes (or its file).
+def bf16_network(model):
+    """``model`` (an FP32 module on the CPU) with its weights rounded to bfloat16, channels-last."""
+    import torch
 
-    Initializers, plus the names Identity nodes give them, with the "0." prefix removed.
-    """
+    return model.to(torch.bfloat16).to(memory_format=torch.channels_last)
+
+
+def probabilities(model, x, dtype):
+    """Softmax probabilities (N, C) float32 of ``model`` (of ``dtype``) for x (N, 3, H, W) float32,
+    a torch tensor on the model's device; bfloat16 runs channels-last."""
+    import torch
+
+    x = x.to(dtype)
+    if dtype == torch.bfloat16:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return torch.softmax(model(x).float(), dim=1)
+
+
+def _check_bf16(bundle: Bundle, on_cuda: bool) -> None:
+    """BackendUnavailable unless bf16 may run here: on the CPU, declared by the bundle, with the
+    instructions :func:`sdk.cpu.bf16_unsupported` looks for."""
+    if on_cuda:
+        raise BackendUnavailable("the torch backend runs bf16 on the CPU only: on CUDA choose fp16")
+    if DERIVED not in bundle.derived_precisions():
+        raise BackendUnavailable(
+            f"bundle {bundle.bundle_id[:12]} declares no {DERIVED} gate: convert it with python -m "
+            f"converters bundle --{DERIVED} (which checks bf16 against fp32), or choose --precision fp32"
+        )
+    reason = bf16_unsupported()
+    if reason:
+        raise BackendUnavailable(f"{reason}: choose --precision fp32")
+
+
+def _fp32_state_dicts(bundle: Bundle) -> Iterator[tuple[dict[str, np.ndarray], str]]:
+    """Per ``bundle.models`` entry, in order: its FP32 state dict and the bundle file it came from, from
+    the per-stage FP32 files where the bundle ships them, else from each map's merged FP32 model (whose
+    two stages follow each other in ``bundle.models``). One file's tensors in memory at a time."""
+    if "fp32" in bundle.model_precisions():
+        files = [spec.files["fp32"] for spec in bundle.models]
+        for data, file in zip(bundle.read_many(files), files, strict=True):
+            yield state_dict_from_onnx(data), file.name
+        return
+    if "fp32" not in bundle.merged_precisions():
+        raise BackendUnavailable(
+            f"bundle {bundle.bundle_id[:12]} (target {bundle.target}) ships no FP32 ONNX models to rebuild "
+            "the networks from: use another backend"
+        )
+    files = [spec.files["fp32"] for spec in bundle.merged]  # one per map, in MAP_NAMES order
+    for data, file in zip(bundle.read_many(files), files, strict=True):
+        for state in state_dicts_from_merged(data):
+            yield state, file.name
+
+
+def _initializers(model: bytes | str | os.PathLike) -> dict[str, np.ndarray]:
+    """An ONNX model's initializers by name, plus the names Identity nodes give them."""
     import onnx
     from onnx import numpy_helper
 
@@ -193,8 +247,34 @@ def state_dict_from_onnx(model: bytes | str | os.PathLike) -> dict[str, np.ndarr
     for node in graph.node:
         if node.op_type == "Identity" and node.input[0] in arrays:
             arrays[node.output[0]] = arrays[node.input[0]]
+    return arrays
+
+
+def state_dict_from_onnx(model: bytes | str | os.PathLike) -> dict[str, np.ndarray]:
+    """PyTorch state dict (name -> float32 array) of a network exported by ``converters.onnx_export``,
+    from the model's bytes (or its file).
+
+    Initializers, plus the names Identity nodes give them, with the "0." prefix removed.
+    """
     return {
+        name.removeprefix(ONNX_PREFIX): np.array(a, np.float32)
+        for name, a in _initializers(model).items()
+        if name.startswith(ONNX_PREFIX)
+    }
+
+
+def state_dicts_from_merged(model: bytes | str | os.PathLike) -> tuple[dict, dict]:
+    """The stage-1 and stage-2 state dicts (name -> float32 array) of a map's merged model: stage 1's
+    tensors, and for stage 2 its own ("stage2/" + name) where it has one, else stage 1's (a shared
+    layer, identical by construction)."""
+    arrays = _initializers(model)
+    stage1 = {
         name.removeprefix(ONNX_PREFIX): np.array(a, np.float32)
         for name, a in arrays.items()
         if name.startswith(ONNX_PREFIX)
     }
+    stage2 = {
+        name: np.array(arrays.get(MERGED_STAGE2_PREFIX + ONNX_PREFIX + name, stage1[name]), np.float32)
+        for name in stage1
+    }
+    return stage1, stage2
