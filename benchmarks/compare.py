@@ -15,9 +15,13 @@ On the same bundle and the same wide-field phantom volume:
 (e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
     one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone; and
     the networks FP16 eager, to tell the two gains apart;
-(f) on a CPU with bfloat16 instructions: the SDK on the torch backend in bf16, on the bench bundle's
-    checkpoint converted with ``--bf16`` (target cpu; its gate on these random weights decides whether
-    it exists: the reason is recorded where not).
+(f) on a CPU with bfloat16 instructions, bf16 as the torch backend runs it
+    (``sdk.backends.torch_backend.bf16_network`` and ``probabilities`` on the bundle's FP32 weights):
+    the pipeline composed as (a) is, for its speed, whether or not the bundle's gate allows bf16 (its
+    probability difference from (a) is recorded); and where the bundle declares bf16 (``converters
+    bundle --bf16`` passed its gate), the SDK itself, ``sdk.Classifier`` on the torch backend in bf16.
+
+``--bundle PATH`` runs it all on a given bundle (the trained one, say) instead of the bench bundle.
 
 Prints the median of each over ``--rounds`` runs and the ratios, and writes them as JSON.
 """
@@ -37,8 +41,8 @@ import numpy as np
 
 import phantom
 import sdk
-from sdk.backends import make_backend
-from sdk.backends.torch_backend import TorchBackend
+from sdk.backends import make_backend, stage_indices
+from sdk.backends.torch_backend import TorchBackend, bf16_network, fp32_networks, probabilities
 from sdk.cpu import bf16_unsupported, cpu_model
 from sdk.engines.build import tensorrt_usable
 from sdk.labels import CLASSES
@@ -181,34 +185,55 @@ def sdk_run(results: dict, key: str, bundle, backend, volume, network_input, rou
         )
 
 
-def bf16_run(results: dict, volume, network_input, rounds: int, expected) -> None:
-    """(f): the SDK on torch bf16 where this CPU has bfloat16 instructions and the bench checkpoint's
-    --bf16 conversion passes its gate; else the reason under ``f_reason``."""
-    import subprocess
+def bf16_pipeline(bundle, volume):
+    """(f), composed: front end, the eight networks in bf16 as the torch backend runs them, stacker.
 
-    from benchmarks.conftest import bench_bundle_dir  # noqa: PLC0415 - reads OCTC_BENCH_* set in main
+    Returns the callable giving the five class probabilities, and the networks' callable on one
+    eye's input (4, 3, H, W)."""
+    import torch
 
-    results["f_sdk_torch_bf16_s"] = None
+    models = [bf16_network(model) for model in fp32_networks(bundle)]
+    pairs = stage_indices(bundle)
+
+    def networks(x: np.ndarray):
+        with torch.inference_mode():
+            inputs = torch.from_numpy(x)
+            return tuple(
+                np.stack(
+                    [
+                        probabilities(models[p[k]], inputs[m : m + 1], torch.bfloat16)[0].numpy()
+                        for m, p in enumerate(pairs)
+                    ]
+                )
+                for k in (0, 1)
+            )
+
+    def run():
+        maps = sdk.maps.extract(volume, bundle.normative)
+        stage1, stage2 = networks(sdk.maps.to_network_input(maps.stack(), bundle.input_hw))
+        return bundle.final_probabilities(bundle.stacking_features(stage1, stage2)[None])[0]
+
+    return run, networks
+
+
+def bf16_run(results: dict, bundle, volume, network_input, rounds: int, expected) -> None:
+    """(f) where this CPU has bfloat16 instructions, else the reason under ``f_reason``."""
     reason = bf16_unsupported()
+    results["f_bf16_pipeline_s"] = None
     if reason:
         results["f_reason"] = reason
         return
-    try:
-        bundle = sdk.bundle.Bundle.load(bench_bundle_dir("cpu", bf16=True))
-    except subprocess.CalledProcessError:
-        results["f_reason"] = "the bench checkpoint's --bf16 conversion failed its gate (see its log above)"
+    run, networks = bf16_pipeline(bundle, volume)
+    results["f_bf16_pipeline_s"] = measure(run, rounds)
+    results["f_bf16_networks_s"] = measure(lambda: networks(network_input), rounds)
+    results["f_bf16_max_probability_difference_vs_a"] = float(np.max(np.abs(run() - expected)))
+    results["speedup_f_pipeline_over_a"] = results["a_pytorch_eager_s"] / results["f_bf16_pipeline_s"]
+    if "bf16" not in bundle.derived_precisions():
+        results["f_sdk_reason"] = f"bundle {bundle.bundle_id[:12]} does not declare bf16 (no passed gate)"
         return
-    sdk_run(
-        results,
-        "f_sdk_torch_bf16",
-        bundle,
-        TorchBackend(bundle, "bf16"),
-        volume,
-        network_input,
-        rounds,
-        expected,
-    )
-    results["speedup_f_over_a"] = results["a_pytorch_eager_s"] / results["f_sdk_torch_bf16_s"]
+    backend = TorchBackend(bundle, "bf16")
+    sdk_run(results, "f_sdk_torch_bf16", bundle, backend, volume, network_input, rounds, expected)
+    results["speedup_f_sdk_over_a"] = results["a_pytorch_eager_s"] / results["f_sdk_torch_bf16_s"]
 
 
 def main(argv=None) -> int:
@@ -218,18 +243,20 @@ def main(argv=None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=Path("out/compare.json"))
+    parser.add_argument("--bundle", type=Path, help="run on this bundle instead of the bench bundle")
     args = parser.parse_args(argv)
     width = 1.0 if args.width == "full" else float(args.width)
     os.environ.setdefault("OCTC_BENCH_WIDTH", f"{width:g}")
     os.environ.setdefault("OCTC_BENCH_INPUT_PX", str(args.input_px))
     from benchmarks.conftest import bench_bundle_dir  # noqa: PLC0415 - reads the two variables above
 
-    bundle = sdk.bundle.Bundle.load(bench_bundle_dir())
+    bundle = sdk.bundle.Bundle.load(args.bundle or bench_bundle_dir())
     volume = phantom.make_eye("FI", seed=11).volume
     results = {
         "machine": f"{platform.machine()} {cpu_model()} {os.cpu_count()} cores",
-        "width": width,
-        "input_px": args.input_px,
+        "bundle": f"{bundle.bundle_id[:12]} ({args.bundle or 'bench bundle'})",
+        "width": float(bundle.manifest["network"]["width"]),
+        "input_px": bundle.input_hw[0],
         "device": args.device,
         "rounds": args.rounds,
     }
@@ -253,7 +280,7 @@ def main(argv=None) -> int:
         results["c_sdk_tensorrt_fp16_s"] = None
         results["c_reason"] = reason
     if args.device == "cpu":
-        bf16_run(results, volume, network_input, args.rounds, expected)
+        bf16_run(results, bundle, volume, network_input, args.rounds, expected)
     macs = network_macs(bundle)
     if args.device == "cpu":
         rates = cpu_floor_rates()

@@ -25,14 +25,12 @@ INPUT_PX = int(os.environ.get("OCTC_BENCH_INPUT_PX", "224"))
 SMALL_PHANTOM = ("32", "248", "128")  # golden and normative eyes of the bench bundle: fast to make
 
 
-def bench_bundle_dir(target: str = "all", bf16: bool = False) -> Path:
+def bench_bundle_dir(target: str = "all") -> Path:
     """The benchmark bundle for ``target`` ("all", or "cpu": the lean bundle a CPU device runs, made
-    from the same checkpoint; ``bf16``: converted with --bf16, whose gate may refuse it), made if it
-    does not exist yet (CalledProcessError where conversion fails)."""
+    from the same checkpoint), made if it does not exist yet."""
     default = ROOT / "out" / f"bench-bundle-w{WIDTH:g}-{INPUT_PX}"
     base = Path(os.environ.get("OCTC_BENCH_BUNDLE", default))
-    suffix = ("" if target == "all" else f"-{target}") + ("-bf16" if bf16 else "")
-    folder = base.with_name(base.name + suffix)
+    folder = base if target == "all" else base.with_name(f"{base.name}-{target}")
     if not _current(folder):
         checkpoint = base.with_name(base.name + "-checkpoint")
         args = ["--width", str(WIDTH), "--input-px", str(INPUT_PX), "--phantom-shape", *SMALL_PHANTOM]
@@ -51,7 +49,6 @@ def bench_bundle_dir(target: str = "all", bf16: bool = False) -> Path:
                 *SMALL_PHANTOM,
                 "--target",
                 target,
-                *(["--bf16"] if bf16 else []),
             ]
         )
         for command in commands:

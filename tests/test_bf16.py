@@ -23,7 +23,7 @@ from converters.bundle import TOLERANCES, build_bundle
 from converters.verify import verify
 from sdk import cpu
 from sdk.backends import make_backend, stage_indices
-from sdk.backends.torch_backend import TorchBackend, state_dicts_from_merged
+from sdk.backends.torch_backend import TorchBackend, fp32_networks, state_dicts_from_merged
 from sdk.bundle import TOLERANCE_LIMITS, Bundle
 from sdk.errors import BackendUnavailable, BundleError
 from tests.bundle_helpers import (
@@ -109,9 +109,9 @@ def test_bf16_runs_the_fp32_weights_rounded_and_says_so(bf16_folder, bf16_cpu):
         stage1, stage2 = backend.run(golden["inputs"][0])
     difference = max(np.abs(stage1 - golden["stage1"][0]).max(), np.abs(stage2 - golden["stage2"][0]).max())
     assert FP32_TOLERANCE < difference < TOLERANCES["bf16"]["max_abs_probability"]  # rounded, close
-    with TorchBackend(bundle, "fp32", device="cpu") as fp32:
-        networks = [(fp32._models[i], fp32._models[j]) for i, j in stage_indices(bundle)]
-        gated = bf16.outputs(networks, golden["inputs"][:1], "bf16")  # what conversion's gate runs
+    models = list(fp32_networks(bundle))
+    networks = [(models[i], models[j]) for i, j in stage_indices(bundle)]
+    gated = bf16.outputs(networks, golden["inputs"][:1], "bf16")  # what conversion's gate runs
     assert np.array_equal(gated["stage1"][0], stage1) and np.array_equal(gated["stage2"][0], stage2)
     kind, seed, laterality = GOLDEN_EYE
     volume = phantom.make_eye(kind, seed=seed, laterality=laterality, shape=PHANTOM_SHAPE).volume
@@ -239,3 +239,20 @@ def test_bf16_outputs_leave_the_fp32_networks_unchanged(checkpoint_dir):
     assert all(
         v.dtype == torch.float32 and torch.equal(v, before[k]) for k, v in network.state_dict().items()
     )
+
+
+def test_the_benchmarks_bf16_pipeline_runs_what_the_backend_runs(bf16_folder, bf16_cpu):
+    from benchmarks.compare import bf16_pipeline
+
+    bundle = Bundle.load(bf16_folder, trusted_keys=())
+    kind, seed, laterality = GOLDEN_EYE
+    volume = phantom.make_eye(kind, seed=seed, laterality=laterality, shape=PHANTOM_SHAPE).volume
+    run, networks = bf16_pipeline(bundle, volume)
+    x = bundle.golden()["inputs"][0]
+    got = networks(x)
+    with sdk.Classifier(bundle, TorchBackend(bundle, "bf16")) as classifier:
+        expected = classifier.backend.run(x)
+        diagnosis = classifier.classify(volume)
+    assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
+    probabilities = np.array([diagnosis.probabilities[c] for c in sdk.labels.CLASSES])
+    assert np.allclose(run(), probabilities, atol=1e-12)

@@ -71,9 +71,8 @@ class TorchBackend(Backend):
     ):
         super().__init__(bundle, precision)
         try:
+            import onnx  # noqa: F401 - the networks are rebuilt from the bundle's ONNX files
             import torch
-
-            from sdk.nets.vgg16 import VGG16
         except ImportError as e:
             raise BackendUnavailable(
                 f"the torch backend needs PyTorch and onnx ({e}): pip install 'octclassify[train]'"
@@ -96,23 +95,10 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self._dtype = getattr(torch, self.dtypes[precision])
-        try:
-            width = float(bundle.manifest["network"]["width"])
-        except (KeyError, TypeError, ValueError):
-            raise BundleError("manifest.json: network.width is missing or not a number") from None
-        self._models = []
-        for spec, (state, file) in zip(bundle.models, _fp32_state_dicts(bundle), strict=True):
-            model = VGG16(len(spec.classes), width=width)
-            try:
-                model.load_state_dict({k: torch.from_numpy(a) for k, a in state.items()}, strict=True)
-            except RuntimeError as e:
-                raise BundleError(
-                    f"{file} does not hold {spec.name}, a VGG16 of width {width} with "
-                    f"{len(spec.classes)} classes: {e}"
-                ) from None
-            model = model.eval()
-            model = bf16_network(model) if precision == DERIVED else model.to(self._device, self._dtype)
-            self._models.append(model)
+        self._models = [
+            bf16_network(model) if precision == DERIVED else model.to(self._device, self._dtype)
+            for model in fp32_networks(bundle)
+        ]
         self._graph = _EightNetworkGraph(self) if on_cuda and cuda_graphs else None
         self.device = str(self._device)
         if on_cuda:
@@ -182,6 +168,30 @@ class _EightNetworkGraph:
             self._input.copy_(self._host_input, non_blocking=True)
             self._graph.replay()
             return self._stage1.cpu().numpy(), self._stage2.cpu().numpy()
+
+
+def fp32_networks(bundle: Bundle) -> Iterator:
+    """The bundle's eight networks (``bundle.models`` order) as FP32 :class:`sdk.nets.vgg16.VGG16`
+    modules on the CPU in eval mode, rebuilt one at a time from the bundle's FP32 ONNX files;
+    BundleError where a file does not hold the network its manifest entry describes."""
+    import torch
+
+    from sdk.nets.vgg16 import VGG16
+
+    try:
+        width = float(bundle.manifest["network"]["width"])
+    except (KeyError, TypeError, ValueError):
+        raise BundleError("manifest.json: network.width is missing or not a number") from None
+    for spec, (state, file) in zip(bundle.models, _fp32_state_dicts(bundle), strict=True):
+        model = VGG16(len(spec.classes), width=width)
+        try:
+            model.load_state_dict({k: torch.from_numpy(a) for k, a in state.items()}, strict=True)
+        except RuntimeError as e:
+            raise BundleError(
+                f"{file} does not hold {spec.name}, a VGG16 of width {width} with "
+                f"{len(spec.classes)} classes: {e}"
+            ) from None
+        yield model.eval()
 
 
 def bf16_network(model):
