@@ -12,13 +12,15 @@ libraries, no GPU), so the providers that actually attached are read back from e
 reported in ``details["providers"]``; the ones that did not are logged and listed in
 ``details["providers_not_attached"]``.
 
-No optimised model is cached on disk. Loading a saved optimised copy makes a session start faster
-(a merged full-width FP32 model on the 2-core CPU, 2026-11-26: 0.07 s against 0.19-0.32 s, and 0.44 s
-in a cold process), but that copy is hardware-specific (NCHWc layouts) and not covered by the
-bundle's checksums; checking its own sha256 before running it (0.08 s for its 118 MB) leaves about
-0.1-0.2 s per model, once per process and never per scan. The bundle's own bytes are what runs:
-each session is made from the bytes :meth:`sdk.bundle.Bundle.read` hashed (the next model is read
-and hashed in a second thread while ONNX Runtime builds the current session).
+Optimised models are cached on disk only where a cache folder is configured
+(:mod:`sdk.backends.onnxruntime_cache`: on the CPU provider alone, keyed by the bundle file's sha256,
+this CPU and this ONNX Runtime build; a hit makes the session from the saved optimised model, with
+its own sha256 checked, and does not read the bundle's model file). Otherwise the bundle's own bytes
+are what runs: each session is made from the bytes :meth:`sdk.bundle.Bundle.read` hashed (the next
+model is read and hashed in a second thread while ONNX Runtime builds the current session). On
+2026-11-26 (2-core Xeon) a cache measured not worth its trust questions (0.1-0.2 s per model once per
+process); on the AMD EPYC of 2026-12-03 the four full-width sessions took 2.4-4.1 s in a fresh
+process without it and 0.7-1.2 s from saved optimised models.
 
 Once every session is built, the heap that parsing and optimising freed is handed back to the OS
 (:func:`_return_freed_heap`). Not after each one: the next session then faulted the same pages in
@@ -38,6 +40,7 @@ import sys
 import numpy as np
 
 from sdk.backends import Backend
+from sdk.backends.onnxruntime_cache import cached_session, cpu_cache_folder
 from sdk.bundle import FLOAT_PRECISIONS, QUANTISED, Bundle
 from sdk.cpu import int8_unsupported
 from sdk.errors import BackendUnavailable
@@ -67,7 +70,9 @@ class OnnxRuntimeBackend(Backend):
     precision : "fp32", "fp16" (float16 weights, float32 inputs and outputs) or "int8" (QDQ models:
         int8 weights and uint8 activations, float32 inputs and outputs).
     cache_dir : engine cache folder for ONNX Runtime's TensorRT provider (a subfolder
-        "onnxruntime-trt"); see :func:`sdk.engines.cache.resolve_cache_dir`.
+        "onnxruntime-trt"); see :func:`sdk.engines.cache.resolve_cache_dir`. On the CPU provider
+        alone, where given (or ``$OCTC_ENGINE_CACHE`` is set), also the folder of the optimised
+        models (a subfolder "onnxruntime-cpu", :mod:`sdk.backends.onnxruntime_cache`).
     threads : intra-op threads per session (default: every core).
     providers : execution providers to ask for, in order (default: the GPU ones this build has,
         then the CPU); BackendUnavailable if one is not in this build.
@@ -103,12 +108,17 @@ class OnnxRuntimeBackend(Backend):
                 f"ONNX Runtime {ort.__version__} here has no {', '.join(missing)}; "
                 f"it has {', '.join(available)}"
             )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        intra_op_threads = threads or os.cpu_count() or 1
+
+        def options_of(level):
+            options = ort.SessionOptions()
+            options.graph_optimization_level = level
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.intra_op_num_threads = intra_op_threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return options
+
         provider_options = [_provider_options(p, precision, cache_dir) for p in requested]
         # one session per map when the bundle ships merged models (both stages, their shared trunk
         # once), else one per network; each from the bytes the bundle checked, none for other precisions
@@ -121,12 +131,27 @@ class OnnxRuntimeBackend(Backend):
                 "--target all"
             )
         specs = bundle.merged if self._merged else bundle.models
+        files = [spec.files[precision] for spec in specs]
+        folder, cache = cpu_cache_folder(cache_dir) if requested == [CPU_PROVIDER] else (None, "off: GPU")
         self._sessions = []
-        for data in bundle.read_many([spec.files[precision] for spec in specs]):
-            self._sessions.append(
-                ort.InferenceSession(data, options, providers=requested, provider_options=provider_options)
-            )
-            del data
+        if folder is None:
+            options = options_of(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+            for data in bundle.read_many(files):
+                session = ort.InferenceSession(
+                    data, options, providers=requested, provider_options=provider_options
+                )
+                self._sessions.append(session)
+                del data
+        else:
+            found = []
+            for file in files:
+                sha256 = bundle.files[file.as_posix()].sha256
+                session, how = cached_session(
+                    ort, folder, lambda f=file: bundle.read(f), sha256, precision, options_of
+                )
+                self._sessions.append(session)
+                found.append(how)
+            cache = f"{folder}: " + ", ".join(f"{found.count(h)} {h}" for h in dict.fromkeys(found))
         _return_freed_heap()
         self._inputs = [s.get_inputs()[0].name for s in self._sessions]
         attached = [p for p in requested if all(p in s.get_providers() for s in self._sessions)]
@@ -140,8 +165,9 @@ class OnnxRuntimeBackend(Backend):
             "onnxruntime": ort.__version__,
             "providers": attached,
             "providers_not_attached": not_attached,
-            "intra_op_threads": options.intra_op_num_threads,
+            "intra_op_threads": intra_op_threads,
             "graph_optimization": "ORT_ENABLE_ALL",
+            "optimised_model_cache": cache,
             "models": "merged stages" if self._merged else "per stage",
         }
 
