@@ -141,8 +141,12 @@ typedef struct octc_options {
                                         onnxruntime on the CPU) or "bf16" (a bundle made with --bf16,
                                         torch on a CPU with bfloat16 instructions: a runtime folder
                                         with torch); default: the backend's natural one */
-    const char *engine_cache_dir;    /* writable folder for TensorRT engines; default:
-                                        $OCTC_ENGINE_CACHE, else ~/.cache/octclassify/engines */
+    const char *engine_cache_dir;    /* writable folder for TensorRT engines, and for ONNX
+                                        Runtime's optimised CPU models (a faster start from the
+                                        second process on; only where this field or
+                                        $OCTC_ENGINE_CACHE is set, only a folder no other user may
+                                        write); default: $OCTC_ENGINE_CACHE, else (TensorRT only)
+                                        ~/.cache/octclassify/engines */
     const char *trusted_keys;        /* public key file, or folder of *.pem keys, the bundle must be
                                         signed by; default: $OCTC_TRUSTED_KEYS, and when that is
                                         unset too any bundle loads (result signer "") */
