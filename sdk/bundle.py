@@ -87,7 +87,8 @@ FLOAT_PRECISIONS = ("fp32", "fp16")
 QUANTISED = "int8"  # merged models only, shipped when asked for at conversion and its gate passed
 DERIVED = "bf16"  # no files: the fp32 weights rounded to bfloat16 at load; declared where its gate passed
 PRECISIONS = (*FLOAT_PRECISIONS, QUANTISED, DERIVED)
-TARGETS = {  # which precisions a target ships, of the per-stage models and of the merged models
+# which precisions a target ships, of the per-stage models and of the merged models
+TARGETS: dict[str, dict[str, tuple[str, ...]]] = {
     "cpu": {"models": (), "merged": ("fp32",)},
     "tensorrt": {"models": FLOAT_PRECISIONS, "merged": ()},
     "all": {"models": FLOAT_PRECISIONS, "merged": FLOAT_PRECISIONS},
@@ -249,9 +250,11 @@ class Bundle:
         the caller uses the current one (a backend building its session)."""
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self.read, names[0]) if names else None
-            for i in range(len(names)):
+            i = 0
+            while pending is not None:
                 data = pending.result()
-                pending = pool.submit(self.read, names[i + 1]) if i + 1 < len(names) else None
+                i += 1
+                pending = pool.submit(self.read, names[i]) if i < len(names) else None
                 yield data
                 del data  # at most two files' bytes alive: the one in use and the next
 
@@ -380,8 +383,10 @@ def _unique_keys(pairs: list) -> dict:
     result = dict(pairs)
     if len(result) != len(pairs):
         seen = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"the key {twice!r} appears twice in one object")
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice in one object")
+            seen.add(key)
     return result
 
 
@@ -763,7 +768,8 @@ def _normative(arrays: dict[str, np.ndarray], entry: dict) -> Normative:
                 f"bundle file {name}: {layer} sd below {MIN_SD_UM:g} um (the floor of every normative "
                 f"database; smallest {float(np.min(sd[measured])):.3g}): deviation maps would be meaningless"
             )
-    return Normative(*(arrays[k].astype(np.float32) for k in keys), n_eyes=int(made[1]))
+    rnfl_mean, rnfl_sd, gcc_mean, gcc_sd = (arrays[k].astype(np.float32) for k in keys)
+    return Normative(rnfl_mean, rnfl_sd, gcc_mean, gcc_sd, n_eyes=int(made[1]))
 
 
 # --- stacking features ----------------------------------------------------------------------------

@@ -270,7 +270,7 @@ def _report_paths(args) -> list[Path | None]:
     if not _report_is_folder(args):
         return [args.report]
     paths = [args.report / f"{volume.stem}.report.png" for volume in args.volumes]
-    first = {}
+    first: dict[Path, Path] = {}  # report path: the volume writing it
     for volume, path in zip(args.volumes, paths, strict=True):
         if path in first:
             raise FileError(

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from sdk.labels import CLASS_DESCRIPTIONS, CLASSES
 from sdk.volume import PROVENANCE_KEYS
+
+if TYPE_CHECKING:  # sdk.maps imports the front end
+    from sdk.maps import Maps
 
 UNSIGNED = "unsigned"  # Diagnosis.to_dict()["signer"] of a bundle loaded without trusted keys
 
@@ -47,7 +51,7 @@ class Diagnosis:
     bundle_id: str
     versions: dict[str, str]
     timings_ms: dict[str, float]
-    maps: object = field(default=None, repr=False, compare=False)
+    maps: Maps | None = field(default=None, repr=False, compare=False)
     signer: str | None = None
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -94,10 +98,8 @@ class Diagnosis:
         """One human-readable line."""
         if not self.gradable:
             return f"{self.laterality}: UNGRADABLE - " + "; ".join(self.reasons)
-        p = self.probabilities
+        # a gradable diagnosis has a label and probabilities
+        p, label = cast(dict[str, float], self.probabilities), cast(str, self.label)
         ranked = sorted(CLASSES, key=lambda c: -p[c])
         others = ", ".join(f"{c} {p[c]:.2f}" for c in ranked[1:])
-        return (
-            f"{self.laterality}: {self.label} ({CLASS_DESCRIPTIONS[self.label]}) p={p[self.label]:.2f}; "
-            f"{others}"
-        )
+        return f"{self.laterality}: {label} ({CLASS_DESCRIPTIONS[label]}) p={p[label]:.2f}; {others}"

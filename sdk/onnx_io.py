@@ -27,7 +27,8 @@ def onnx_io(data: bytes) -> tuple[list[tuple], list[tuple]]:
     graphs = [value for field, value in _fields(view, 0, len(view)) if field == 7]
     if len(graphs) != 1 or not isinstance(graphs[0], tuple):
         raise ValueError("no graph")
-    inputs, outputs = [], []
+    inputs: list[tuple] = []
+    outputs: list[tuple] = []
     for field, value in _fields(view, *graphs[0]):
         if field in (11, 12) and isinstance(value, tuple):
             (inputs if field == 11 else outputs).append(_value_info(view, value))
@@ -59,7 +60,7 @@ def _tensor_type(view: memoryview, span: tuple[int, int]) -> tuple[int | None, t
 
 
 def _dimension(view: memoryview, span: tuple[int, int]) -> int | str | None:
-    found = None
+    found: int | str | None = None
     for field, value in _fields(view, *span):
         if field == 1 and isinstance(value, int):
             found = value

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -27,7 +28,8 @@ def write_report(volume: OCTVolume, diagnosis: Diagnosis, path, *, overwrite: bo
 
     Written with :func:`sdk.files.write_atomically`: an exclusive temporary file in the target
     folder, never through a symbolic link, an existing file replaced only with ``overwrite``.
-    Raises FileError naming ``path`` and the problem; nothing is left behind on failure.
+    Raises FileError naming ``path`` and the problem; nothing is left behind on failure. OCTError
+    if matplotlib is missing or ``diagnosis`` carries no maps.
     """
     try:
         import matplotlib
@@ -39,11 +41,14 @@ def write_report(volume: OCTVolume, diagnosis: Diagnosis, path, *, overwrite: bo
         raise OCTError("reports need matplotlib: pip install 'octclassify[report]'") from None
     path = check_writable(path, overwrite=overwrite)  # before the drawing: a bad path fails at once
     maps = diagnosis.maps
+    if maps is None:
+        raise OCTError("a report needs the diagnosis's maps: pass the Diagnosis that classify returned")
     fig = plt.figure(figsize=(16, 10))
     grid = fig.add_gridspec(3, 4, height_ratios=(1.0, 0.8, 0.9), hspace=0.45, wspace=0.3)
     if diagnosis.gradable:
-        label = diagnosis.label
-        verdict = f"{label}: {CLASS_DESCRIPTIONS[label]} (p = {diagnosis.probabilities[label]:.2f})"
+        # a gradable diagnosis has a label and probabilities
+        label, probabilities = cast(str, diagnosis.label), cast(dict[str, float], diagnosis.probabilities)
+        verdict = f"{label}: {CLASS_DESCRIPTIONS[label]} (p = {probabilities[label]:.2f})"
     else:
         verdict = "UNGRADABLE: no class given"
     title = f"{diagnosis.laterality} - {verdict}"
@@ -121,7 +126,8 @@ def _probability_panel(ax, diagnosis: Diagnosis) -> None:
         for i, reason in enumerate(diagnosis.reasons):
             ax.text(0, 0.75 - 0.12 * i, f"- {reason}", fontsize=10, transform=ax.transAxes, wrap=True)
         return
-    values = [diagnosis.probabilities[c] for c in CLASSES]
+    probabilities = cast(dict[str, float], diagnosis.probabilities)  # gradable: set
+    values = [probabilities[c] for c in CLASSES]
     colours = ["#2166ac" if c == diagnosis.label else "#9ecae1" for c in CLASSES]
     ax.barh(list(CLASSES), values, color=colours)
     for i, (c, v) in enumerate(zip(CLASSES, values, strict=True)):

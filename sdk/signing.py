@@ -85,6 +85,7 @@ def trusted_keys(keys=None) -> tuple[TrustedKey, ...]:
     file that is not an Ed25519 public key, or a folder without keys is a BundleError: keys that
     were asked for never silently vanish.
     """
+    paths: list[str | os.PathLike]
     if keys is None:
         value = os.environ.get(ENV_VAR, "")
         paths = [p for p in value.split(os.pathsep) if p]

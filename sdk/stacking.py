@@ -120,7 +120,10 @@ class SVMStacker:
         Raises :class:`sdk.errors.FileError` if ``path`` exists and ``overwrite`` is False, or if it
         cannot be written.
         """
-        write_atomically(path, lambda file: np.savez(file, **self._arrays), overwrite=overwrite)
+        # numeric arrays only: allow_pickle=False, which the bundle's reader also insists on
+        write_atomically(
+            path, lambda file: np.savez(file, allow_pickle=False, **self._arrays), overwrite=overwrite
+        )
 
     def decision_function(self, X) -> np.ndarray:
         """The SVC's decision values, as scikit-learn's ``SVC.decision_function``.
@@ -444,8 +447,8 @@ class _Reader:
         if value.ndim != len(shape) or any(
             n not in (None, m) for n, m in zip(shape, value.shape, strict=True)
         ):
-            expected = tuple("any" if n is None else n for n in shape)
-            raise BundleError(f"stacker array {key!r} has shape {value.shape}; expected {expected}")
+            expected_shape = tuple("any" if n is None else n for n in shape)
+            raise BundleError(f"stacker array {key!r} has shape {value.shape}; expected {expected_shape}")
         if kinds == "fiu":
             value = value.astype(np.float64)
             if not np.isfinite(value).all():

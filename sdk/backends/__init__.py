@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from importlib import import_module
+from typing import Protocol
 
 import numpy as np
 
@@ -60,7 +61,6 @@ class Backend:
 
     name = ""
     precisions: tuple[str, ...] = FLOAT_PRECISIONS
-    warm_up_runs = 1
 
     def __init__(self, bundle: Bundle, precision: str):
         if precision not in self.precisions:
@@ -74,6 +74,11 @@ class Backend:
         self.details: dict = {}
         self.closed = False
         self._shape = (len(MAP_NAMES), 3, *bundle.input_hw)
+
+    @property
+    def warm_up_runs(self) -> int:
+        """One pass on zeros after loading, unless a backend says otherwise."""
+        return 1
 
     def run(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities of every network for one eye.
@@ -138,7 +143,24 @@ def stage_indices(bundle: Bundle) -> list[tuple[int, int]]:
     return [(where[(m, 1)], where[(m, 2)]) for m in MAP_NAMES]
 
 
-def backend_class(name: str) -> type[Backend]:
+class BackendClass(Protocol):
+    """What :func:`make_backend` needs of a backend class: its precisions, and that it is made from a
+    bundle and a precision, with the ``cache_dir`` and ``threads`` keywords."""
+
+    @property
+    def precisions(self) -> tuple[str, ...]: ...
+
+    def __call__(
+        self,
+        bundle: Bundle,
+        precision: str,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        threads: int | None = None,
+    ) -> Backend: ...
+
+
+def backend_class(name: str) -> BackendClass:
     """The class of backend ``name``, importing its module (not its library)."""
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r} is unknown: use auto or one of {', '.join(BACKENDS)}")

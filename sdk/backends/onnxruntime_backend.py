@@ -36,6 +36,7 @@ import ctypes
 import logging
 import os
 import sys
+from functools import partial
 
 import numpy as np
 
@@ -147,7 +148,7 @@ class OnnxRuntimeBackend(Backend):
             for file in files:
                 sha256 = bundle.files[file.as_posix()].sha256
                 session, how = cached_session(
-                    ort, folder, lambda f=file: bundle.read(f), sha256, precision, options_of
+                    ort, folder, partial(bundle.read, file), sha256, precision, options_of
                 )
                 self._sessions.append(session)
                 found.append(how)

@@ -32,10 +32,14 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdk.cpu import cpu_flags, cpu_model
 from sdk.engines.cache import CACHE_FORMAT, ENV_VAR, EngineCache, engine_key
 from sdk.errors import FileError
+
+if TYPE_CHECKING:  # imported by the caller, only when the backend is used
+    from onnxruntime import GraphOptimizationLevel, SessionOptions
 
 SUBFOLDER = "onnxruntime-cpu"
 ORT_ERRORS_ONLY = 3  # SessionOptions.log_severity_level: 0 verbose ... 3 error
@@ -87,7 +91,7 @@ def cached_session(
     data_of: Callable[[], bytes],
     onnx_sha256: str,
     precision: str,
-    options_of: Callable[[int], object],
+    options_of: Callable[[GraphOptimizationLevel], SessionOptions],
 ):
     """An ``InferenceSession`` on the CPU provider from the cached optimised model, or, on a miss, from
     the bundle's bytes (``data_of()``) fully optimised, its optimised model stored for the next process.

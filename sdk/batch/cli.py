@@ -177,7 +177,7 @@ class _Tally:
     def __init__(self, results: ResultsFile, total: int, progress: bool):
         self.results = results
         self.progress = Progress(total, shown=progress)
-        self.classes = Counter()
+        self.classes: Counter[str] = Counter()  # scans per exit class
         self.scored = self.already_done = self.duplicates = self.report_errors = 0
         self.written: dict[str, str] = {}
 

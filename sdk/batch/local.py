@@ -19,10 +19,15 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from sdk.batch.results import error_record
-from sdk.batch.scoring import Scorer, Settings, prepare
+from sdk.batch.scoring import Prepared, Scorer, Settings, Skip, prepare
 from sdk.classify import EXIT_INTERNAL, describe, exit_code_of
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import Queue
 
 IN_FLIGHT_PER_WORKER = 2  # one in the networks, the next in the front end
 MAX_ATTEMPTS = 2
@@ -67,8 +72,8 @@ def run_local(paths, settings: Settings, done, n_workers: int, on_ready, on_outc
 
 @dataclass
 class _Worker:
-    process: multiprocessing.Process
-    tasks: object
+    process: BaseProcess
+    tasks: Queue[str | None]  # paths to score, then None
     in_flight: list = field(default_factory=list)
     ready: bool = False
     closed: bool = False
@@ -80,7 +85,8 @@ class _Pool:
         self.results = self.context.Queue()
         self.settings, self.done, self.shares = settings, done, shares
         self.bundle_id = None
-        self.load_attempts = Counter()  # per worker slot: starts that died before the bundle was loaded
+        # per worker slot: starts that died before the bundle was loaded
+        self.load_attempts: Counter[int] = Counter()
         self.workers = [self._start(i) for i in range(len(shares))]
 
     def _start(self, index: int) -> _Worker:
@@ -88,7 +94,7 @@ class _Pool:
         settings = self.settings
         if settings.threads is None:
             settings = replace(settings, threads=len(share) if share else 1)
-        tasks = self.context.Queue()
+        tasks: Queue[str | None] = self.context.Queue()
         process = self.context.Process(
             target=_worker_main,
             args=(index, settings, share, self.done, tasks, self.results, os.getpid()),
@@ -100,7 +106,7 @@ class _Pool:
 
     def run(self, pending: deque, on_ready, on_outcome) -> None:
         outstanding = set(pending)
-        attempts = Counter()
+        attempts: Counter[str] = Counter()  # per path: workers that died scoring it
         checked = time.monotonic()
         while outstanding:
             if time.monotonic() - checked >= POLL_S:
@@ -187,7 +193,7 @@ def _worker_main(index, settings: Settings, cores, done, tasks, results, parent_
         return
     settings = replace(settings, bundle_id=scorer.bundle_id)
     results.put(("ready", index, scorer.bundle_id))
-    prepared = queue.Queue(maxsize=1)
+    prepared: queue.Queue[tuple[str, Prepared | Skip | dict] | None] = queue.Queue(maxsize=1)
     normative = scorer.classifier.bundle.normative
 
     def front_end() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import pickle
 from dataclasses import replace
+from typing import Any
 
 from sdk.batch.scoring import Scorer, Settings, load_bundle, prepare
 from sdk.errors import BackendUnavailable
@@ -23,7 +24,7 @@ from sdk.errors import BackendUnavailable
 # a CPU task's heap for one default wide volume (128 x 496 x 512): 351 MiB peak of the front end's
 # arrays (tracemalloc) + the volume and its file buffer; what Ray reserves for each task
 FRONT_END_MEMORY_BYTES = 512 * 2**20
-_resolved = {}  # per Ray worker process: object id -> value, so each is fetched once
+_resolved: dict[str, Any] = {}  # per Ray worker process: object id -> value, so each is fetched once
 
 
 def run_ray(
@@ -68,9 +69,10 @@ def run_ray(
         ray.data.DataContext.get_current().enable_progress_bars = False  # sdk.batch shows its own
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         done_ref, normative_ref = ray.put(frozenset(done)), ray.put(bundle.normative)
-        rows = ray.data.from_items([{"file": str(p)} for p in paths], override_num_blocks=max(1, len(paths)))
+        items = [{"file": str(p)} for p in paths]
+        rows: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=max(1, len(paths)))
         rows = rows.map(
-            _front_end_row,
+            _front_end_row,  # type: ignore[arg-type]  # Ray types fn as row -> row, whatever fn_kwargs adds
             fn_kwargs={"settings": settings, "done_ref": done_ref, "normative_ref": normative_ref},
             num_cpus=1,
             memory=FRONT_END_MEMORY_BYTES,  # also keeps Ray Data from fusing this stage into the actors

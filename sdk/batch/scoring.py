@@ -18,12 +18,16 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdk import maps as sdk_maps
 from sdk.batch.results import error_record, scan_record
 from sdk.classify import describe, naming_the_bundle
-from sdk.errors import FileError
+from sdk.errors import FileError, OCTError
 from sdk.files import file_sha256
+
+if TYPE_CHECKING:
+    from sdk.volume import OCTVolume
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,11 @@ class Prepared:
 
     file: str
     sha256: str
-    maps: object
+    maps: sdk_maps.Maps
     protocol: str
     provenance: dict
     front_end_s: float
-    volume: object = None
+    volume: OCTVolume | None = None
 
 
 def prepare(path, settings: Settings, done, normative) -> Prepared | Skip | dict:
@@ -152,6 +156,8 @@ class Scorer:
             if not self.settings.overwrite and _is_regular(path):
                 record["report"] = str(path)  # named by the scan's sha256: left by an interrupted run
                 return
+            if prepared.volume is None:
+                raise OCTError("the scan's volume was not kept: it was prepared for a run without reports")
             write_report(prepared.volume, diagnosis, path, overwrite=self.settings.overwrite)
             record["report"] = str(path)
         except Exception as error:  # noqa: BLE001 - recorded in the scan's line

@@ -202,7 +202,7 @@ class EngineCache:
             leftover.unlink(missing_ok=True)
         engine, sidecar = self.paths(key)
         problem, data = _read_entry(engine, sidecar, material)
-        if problem is None:
+        if data is not None:  # (problem is None): the entry serves material
             return engine, data
         if engine.exists() or sidecar.exists():
             _LOG.warning("discarding cached engine %s (%s); it will be rebuilt", engine, problem)

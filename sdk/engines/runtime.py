@@ -18,6 +18,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,9 +114,11 @@ class TensorRTModel:
         trt = import_tensorrt()
         self._cudart = cuda_runtime()
         self._lock = threading.Lock()
-        self._allocations = []  # (free function name, pointer), freed in reverse order by close()
+        # (free function name, pointer), freed in reverse order by close()
+        self._allocations: list[tuple[str, Any]] = []
         self._stream = self._context = None
-        self._host, self._device = {}, {}
+        self._host: dict[str, np.ndarray] = {}  # pinned buffers by tensor name
+        self._device: dict[str, Any] = {}  # device pointers by tensor name
         data = engine if isinstance(engine, (bytes, bytearray, memoryview)) else Path(engine).read_bytes()
         self._runtime = trt.Runtime(trt_logger())
         self._engine = self._runtime.deserialize_cuda_engine(data)
@@ -131,13 +134,13 @@ class TensorRTModel:
                 raise BackendUnavailable(
                     "TensorRT could not create an execution context (out of GPU memory?)"
                 )
-            self._bind(trt)
+            self._bind(trt, self._context)
         except BaseException:
             self.close()
             raise
 
-    def _bind(self, trt) -> None:
-        engine, context, cudart = self._engine, self._context, self._cudart
+    def _bind(self, trt, context) -> None:
+        engine, cudart = self._engine, self._cudart
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]

@@ -21,7 +21,7 @@ allocating; every failure is an ``sdk.errors`` exception that names the file.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def read_volume(
         )
     given = {"spacing_mm": spacing_mm, "laterality": laterality, "protocol": protocol}
     provenance = {"file": str(path), "format": fmt.name, **found.get("provenance", {})}
-    metadata = {}
+    metadata: dict[str, Any] = {}  # spacing_mm, laterality, protocol: as given, else as read
     for key, value in given.items():
         metadata[key] = found.get(key) if value is None else value
         if value is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from sdk.io import dicom_pixels
 from sdk.io.scans import unsupported_scan
 from sdk.io.source import VolumeFile
 from sdk.volume import PROTOCOLS, OCTVolume
+
+if TYPE_CHECKING:  # pydicom is the dicom extra, imported when a DICOM file is read
+    from pydicom.dataset import Dataset
 
 OPT_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.5.4"  # Ophthalmic Tomography Image Storage
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -154,7 +158,7 @@ def _check_opt(ds, path: Path) -> None:
 _PLACES = ("shared functional groups", "per-frame functional groups", "top level")
 
 
-def _macro_items(ds, macro: str) -> list[tuple[str, object]]:
+def _macro_items(ds, macro: str) -> list[tuple[str, Dataset]]:
     """(place, item) of a functional-group macro (e.g. "PixelMeasuresSequence"): the shared groups'
     item, then every frame's; only those present."""
     items = []
@@ -170,7 +174,7 @@ def _macro_items(ds, macro: str) -> list[tuple[str, object]]:
     return items
 
 
-def _lookup(ds, keyword: str, path) -> tuple[object, str] | tuple[None, None]:
+def _lookup(ds, keyword: str, path) -> tuple[Any, str] | tuple[None, None]:
     """(value, place) of a Pixel Measures attribute from the shared groups, the frames or the top
     level, or (None, None) when it is absent or empty everywhere. Frames that disagree are refused."""
     found = [(place, item.get(keyword)) for place, item in _macro_items(ds, "PixelMeasuresSequence")]
@@ -235,7 +239,7 @@ def _laterality(ds, path) -> tuple[str | None, str | None]:
         (f"FrameLaterality ({place})", item.get("FrameLaterality"))
         for place, item in _macro_items(ds, "FrameAnatomySequence")
     ]
-    found = {}
+    found: dict[str, str] = {}
     for name, value in sources:
         if value in ("R", "L"):
             found.setdefault(value, name)

@@ -19,6 +19,7 @@ import io
 import math
 import struct
 import zlib
+from typing import Literal
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from sdk.io.jpeg import decode_image, j2k_is_lossy
 from sdk.io.source import VolumeFile, describe_bytes
 
 DEFLATED = "1.2.840.10008.1.2.1.99"
-NATIVE = {  # transfer syntax UID: (name, numpy byte order)
+NATIVE: dict[str, tuple[str, Literal["<", ">"]]] = {  # transfer syntax UID: (name, numpy byte order)
     "1.2.840.10008.1.2": ("Implicit VR Little Endian", "<"),
     "1.2.840.10008.1.2.1": ("Explicit VR Little Endian", "<"),
     DEFLATED: ("Deflated Explicit VR Little Endian", "<"),
@@ -64,7 +65,13 @@ def read_data_set(source: VolumeFile):
         return pydicom.dcmread(source.file)
     buffer = _inflate(source, source.file.tell())
     reader = _MemoryReader(buffer)
-    ds = read_dataset(reader, False, True, stop_when=lambda tag, vr, length: tag == _PIXEL_DATA_TAG)
+    # pydicom annotates fp as typing.BinaryIO; it only reads, seeks and tells, as this RawIOBase does
+    ds = read_dataset(
+        reader,  # type: ignore[arg-type]
+        False,
+        True,
+        stop_when=lambda tag, vr, length: tag == _PIXEL_DATA_TAG,
+    )
     ds.file_meta = meta
     at = reader.tell()  # the Pixel Data element, taken as a view of the buffer: no copy
     if at + 12 <= len(buffer):

@@ -233,7 +233,7 @@ def _vol_voxels(source: VolumeFile, header: _VolHeader) -> np.ndarray:
     data = np.empty((header.n_bscans, header.size_z, header.size_x), dtype="<f4")
     for i, bscan in enumerate(data):
         source.file.seek(header.bscan_offset(i) + header.bscan_header_bytes)
-        if source.file.readinto(memoryview(bscan.reshape(-1).view(np.uint8))) != bscan.nbytes:
+        if source.file.readinto(bscan.reshape(-1).view(np.uint8).data) != bscan.nbytes:
             raise UnsupportedFormat(f"{source.path} is truncated: B-scan {i} is incomplete")
         bscan[bscan > VOL_INVALID] = 0.0
     return data.astype(np.float32, copy=False)
@@ -291,7 +291,7 @@ def read_e2e(source: VolumeFile) -> tuple[np.ndarray, dict]:
     data = data[::-1] if flips[0] else data
     data = data[:, :, ::-1] if flips[1] else data
     provenance = {"compression": "none (Heidelberg 16-bit floats)", "orientation": _orientation(*flips)}
-    metadata = {"provenance": provenance}
+    metadata: dict[str, object] = {"provenance": provenance}
     if laterality:
         metadata["laterality"], provenance["laterality"] = laterality, "laterality items (type 11, byte 14)"
     return data, metadata
@@ -308,7 +308,7 @@ class _E2EBscanHeader(NamedTuple):
     end_y: float
     scale_y_mm: float
     n_bscans: int
-    index: int
+    bscan_index: int  # not "index": that would hide tuple.index
     scan_pattern: int
 
 
@@ -333,12 +333,12 @@ def _e2e_bscans(source: VolumeFile, folders: list[_E2EFolder]) -> list[tuple[_E2
             kinds[_E2E_BSCANMETA][0].start + _E2E_CONTAINER.size, _E2E_BSCAN_HEADER.size, "a B-scan header"
         )
         fields = _E2E_BSCAN_HEADER.unpack(raw)
-        header = _E2EBscanHeader(*fields[1:7], float(fields[9]), *fields[16:19])
+        header = _E2EBscanHeader._make((*fields[1:7], float(fields[9]), *fields[16:19]))
         bscans.append((header, kinds[_E2E_IMAGE][0]))
-    bscans.sort(key=lambda pair: pair[0].index)
+    bscans.sort(key=lambda pair: pair[0].bscan_index)
     first = bscans[0][0]
     if (
-        [h.index for h, _ in bscans] != list(range(len(bscans)))
+        [h.bscan_index for h, _ in bscans] != list(range(len(bscans)))
         or any(
             (h.size_y, h.size_x, h.scan_pattern, h.n_bscans)
             != (first.size_y, first.size_x, first.scan_pattern, len(bscans))
@@ -427,7 +427,8 @@ def _e2e_folders(source: VolumeFile) -> list[_E2EFolder]:
 def _e2e_containers_by_scan(source: VolumeFile) -> list[_E2EFolder]:
     """Every whole data container of the file, found by its ``MDbData`` magic (for a file whose
     directory is lost, as when a file is cut down without updating it), read in 8 MiB blocks."""
-    block, found, offset = 8 << 20, [], 0
+    block, offset = 8 << 20, 0
+    found: list[_E2EFolder] = []
     while offset < source.size_bytes:
         data = source.read_at(offset, min(block + _E2E_CONTAINER.size, source.size_bytes - offset), "a block")
         at = data.find(b"MDbData")

@@ -101,7 +101,10 @@ def write_npz(volume: OCTVolume, path, *, overwrite: bool = False) -> Path:
         "laterality": np.asarray(volume.laterality),
         "protocol": np.asarray(volume.protocol),
     }
-    return write_atomically(path, lambda file: np.savez(file, **arrays), overwrite=overwrite)
+    # allow_pickle=True is numpy's default, named so that **arrays cannot be taken for it
+    return write_atomically(
+        path, lambda file: np.savez(file, allow_pickle=True, **arrays), overwrite=overwrite
+    )
 
 
 def _members(archive: zipfile.ZipFile, path) -> dict[str, zipfile.ZipInfo]:
@@ -117,17 +120,17 @@ def _members(archive: zipfile.ZipFile, path) -> dict[str, zipfile.ZipInfo]:
             )
         members[key] = info
     for key in ("data", *METADATA_KEYS):
-        info = members.get(key)
-        if info is None:
+        member = members.get(key)
+        if member is None:
             continue
-        if info.flag_bits & 0x1:
+        if member.flag_bits & 0x1:
             raise UnsupportedFormat(
-                f"{path}: its member {info.filename!r} is encrypted; write it unencrypted"
+                f"{path}: its member {member.filename!r} is encrypted; write it unencrypted"
             )
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            method = _COMPRESSION_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            method = _COMPRESSION_NAMES.get(member.compress_type, f"method {member.compress_type}")
             raise UnsupportedFormat(
-                f"{path}: its member {info.filename!r} is compressed with {method}; an OCT .npz is "
+                f"{path}: its member {member.filename!r} is compressed with {method}; an OCT .npz is "
                 "stored or deflated (np.savez or np.savez_compressed)"
             )
     return members
@@ -154,7 +157,9 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: Volume
                     f"{source.path}: its {what} declares {_declared(shape, dtype)} = {n_bytes} bytes but "
                     f"the zip directory says {info.file_size - header_bytes}: the archive is damaged"
                 )
-            array = _read_array(member.readinto, dtype, shape, fortran_order, source, f"the {what} data")
+            # typeshed types ZipFile.open as IO[bytes]; reading, it returns a ZipExtFile, which has readinto
+            readinto = member.readinto  # type: ignore[attr-defined]
+            array = _read_array(readinto, dtype, shape, fortran_order, source, f"the {what} data")
             if member.read(1):  # also makes zipfile check the member's CRC
                 raise UnsupportedFormat(
                     f"{source.path}: its {what} holds more bytes than its header declares"
@@ -230,7 +235,7 @@ def _dtype(descr, path, what: str) -> np.dtype:
 def _read_array(readinto, dtype: np.dtype, shape, fortran_order: bool, source: VolumeFile, what: str):
     """Allocate the declared array (already checked against the cap) and fill it from ``readinto``."""
     array = np.empty(shape[::-1] if fortran_order else shape, dtype=dtype)
-    buffer = memoryview(array.reshape(-1).view(np.uint8))
+    buffer = array.reshape(-1).view(np.uint8).data  # a memoryview of its bytes
     filled = 0
     while filled < len(buffer):
         n_read = readinto(buffer[filled : filled + _CHUNK_BYTES])

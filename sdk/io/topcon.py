@@ -100,9 +100,9 @@ def read_topcon(source: VolumeFile) -> tuple[np.ndarray, dict]:
     else:
         data, compression = _raw_slices(source, name, chunks[name], volume.shape), "none"
     provenance = {"compression": compression, "voxels": name}
-    if spacing is not None:
+    if spacing_from is not None:  # None with the spacing only
         provenance["spacing_mm"] = spacing_from
-    if laterality is not None:
+    if laterality_from is not None:  # None with the laterality only
         provenance["laterality"] = laterality_from
     metadata = {"spacing_mm": spacing, "laterality": laterality, "provenance": provenance}
     return data, {key: value for key, value in metadata.items() if value is not None}
@@ -183,7 +183,7 @@ def _scan_mode(source: VolumeFile, chunks: dict[str, _Chunk], volume: _Volume) -
 
 def _laterality(source: VolumeFile, chunks: dict[str, _Chunk]) -> tuple[str | None, str | None]:
     """("OD"/"OS", chunk) from @CAPTURE_INFO_02 and @CAPTURE_INFO byte 0, which must agree."""
-    found = {}
+    found: dict[str, str] = {}
     for name in ("@CAPTURE_INFO_02", "@CAPTURE_INFO"):
         if name in chunks and chunks[name].size >= 1:
             value = source.read_at(chunks[name].offset, 1, f"the eye in {name}")[0]
@@ -199,8 +199,8 @@ def _laterality(source: VolumeFile, chunks: dict[str, _Chunk]) -> tuple[str | No
         )
     if not found:
         return None, None
-    name, value = next(iter(found.items()))
-    return value, f"{name} byte 0"
+    name, eye = next(iter(found.items()))
+    return eye, f"{name} byte 0"
 
 
 def _spacing_mm(source: VolumeFile, chunks: dict[str, _Chunk], shape) -> tuple[tuple | None, str | None]:
@@ -230,7 +230,7 @@ def _raw_slices(source: VolumeFile, name: str, chunk: _Chunk, shape) -> np.ndarr
     header_bytes = _RAW_HEADERS[name][1]
     data = np.empty(shape, dtype="<u2")
     source.file.seek(chunk.offset + header_bytes)
-    if source.file.readinto(memoryview(data.reshape(-1).view(np.uint8))) != data.nbytes:
+    if source.file.readinto(data.reshape(-1).view(np.uint8).data) != data.nbytes:
         raise UnsupportedFormat(f"{source.path}: its {name} voxels are truncated")
     return data.view(np.uint16) if np.little_endian else data
 

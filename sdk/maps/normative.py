@@ -48,8 +48,8 @@ class Normative:
         empty = [i for i in range(rnfl.shape[0]) if np.isnan(rnfl[i]).all() or np.isnan(gcc[i]).all()]
         if empty:
             raise ValueError(f"normal eyes {empty} have no thickness values (ungradable): leave them out")
-        stats = [_pixel_stats(stack) for stack in (rnfl, gcc)]
-        return cls(*stats[0], *stats[1], n_eyes=int(rnfl.shape[0]))
+        (rnfl_mean, rnfl_sd), (gcc_mean, gcc_sd) = [_pixel_stats(stack) for stack in (rnfl, gcc)]
+        return cls(rnfl_mean, rnfl_sd, gcc_mean, gcc_sd, n_eyes=int(rnfl.shape[0]))
 
     def deviation(self, rnfl_um: np.ndarray, gcc_um: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z-score maps of an eye's RNFL and GCC thickness maps (NaN where either is unknown)."""
@@ -103,10 +103,11 @@ class Normative:
         for key in _KEYS:
             if arrays[key].shape != (MAP_SIZE_PX, MAP_SIZE_PX):
                 raise BundleError(f"normative file {path}: {key} has shape {arrays[key].shape}")
-        return cls(*(arrays[k].astype(np.float32) for k in _KEYS), n_eyes=int(arrays["n_eyes"]))
+        rnfl_mean, rnfl_sd, gcc_mean, gcc_sd = (arrays[k].astype(np.float32) for k in _KEYS)
+        return cls(rnfl_mean, rnfl_sd, gcc_mean, gcc_sd, n_eyes=int(arrays["n_eyes"]))
 
 
-def _pixel_stats(stack: np.ndarray):
+def _pixel_stats(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel mean and floored sd of (n_eyes, H, W) thickness maps, NaN where data are too few."""
     count = np.isfinite(stack).sum(axis=0)
     enough = count >= max(2, MIN_EYE_FRACTION * stack.shape[0])

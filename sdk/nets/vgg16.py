@@ -63,7 +63,7 @@ class VGG16(nn.Module):
         layers: list[nn.Module] = []
         in_channels = IN_CHANNELS
         for c in VGG16_CONFIG:
-            if c == "M":
+            if isinstance(c, str):  # "M"
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
                 out_channels = scaled_channels(c, width)
@@ -79,7 +79,8 @@ class VGG16(nn.Module):
         for m in self.features:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # every conv here has one
+                    nn.init.zeros_(m.bias)
         nn.init.normal_(self.head.weight, 0.0, 0.01)
         nn.init.zeros_(self.head.bias)
 
@@ -166,9 +167,14 @@ def count_macs(model: VGG16, input_hw: tuple[int, int]) -> int:
     macs = 0
     for m in model.features:
         if isinstance(m, nn.Conv2d):
+            if isinstance(m.padding, str):
+                raise ValueError(f"a conv has padding {m.padding!r}: the count needs it in pixels")
             (kh, kw), (sh, sw), (ph, pw) = m.kernel_size, m.stride, m.padding
             h, w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
             macs += h * w * m.out_channels * (m.in_channels // m.groups) * kh * kw
         elif isinstance(m, nn.MaxPool2d):
-            h, w = (h - m.kernel_size) // m.stride + 1, (w - m.kernel_size) // m.stride + 1
+            size, stride = m.kernel_size, m.stride
+            if not (isinstance(size, int) and isinstance(stride, int)):
+                raise TypeError(f"a max-pool has size {size}, stride {stride}: the count needs one int each")
+            h, w = (h - size) // stride + 1, (w - size) // stride + 1
     return macs + model.head.in_features * model.head.out_features

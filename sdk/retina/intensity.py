@@ -16,7 +16,7 @@ from sdk.retina.chunks import for_blocks, in_parallel
 from sdk.volume import OCTVolume
 
 try:  # block means compiled (sdk/retina/_binning.c, built by pip install); _numpy_block_mean: the reference
-    from sdk.retina import _binning
+    import sdk.retina._binning as _binning  # no stub: mypy takes it as a missing import (Any)
 except ImportError:  # a source tree without the build: numpy, the same arrays
     _binning = None
 
@@ -119,7 +119,8 @@ def median_and_spread(values: np.ndarray) -> tuple[float, float]:
     """Median of a sorted 1-D float array and its upper spread (84th percentile minus median, at
     least 1e-6), as floats."""
     median = float(sorted_median(values))
-    return median, float(max(sorted_percentile(values, 84) - median, 1e-6))
+    spread = sorted_percentile(values, 84) - median
+    return median, float(1e-6 if 1e-6 > spread else spread)  # max(spread, 1e-6), compared as max does
 
 
 def _rescaled(data: np.ndarray, low: float, high: float) -> np.ndarray:

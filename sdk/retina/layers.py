@@ -36,7 +36,7 @@ from sdk.retina.median import median_filter
 from sdk.retina.paths import band_path, best_path
 
 try:  # the band stage compiled (sdk/retina/_band.c, built by pip install); _Band._numpy_fill is the reference
-    from sdk.retina import _band
+    import sdk.retina._band as _band  # no stub: mypy takes it as a missing import (Any)
 except ImportError:  # a source tree without the build: the numpy band, the same arrays
     _band = None
 

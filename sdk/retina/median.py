@@ -15,7 +15,7 @@ import numpy as np
 from sdk import ndimage
 
 try:  # sdk/retina/_median.c, built by pip install; scipy's median_filter is the reference
-    from sdk.retina import _median
+    import sdk.retina._median as _median  # no stub: mypy takes it as a missing import (Any)
 except ImportError:  # a source tree without the build: scipy's filter, the same medians
     _median = None
 

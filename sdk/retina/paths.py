@@ -15,7 +15,7 @@ import numpy as np
 from sdk.retina.chunks import for_blocks
 
 try:  # the same search compiled (sdk/retina/_paths.c, built by pip install); numpy_best_path is the reference
-    from sdk.retina import _paths
+    import sdk.retina._paths as _paths  # no stub: mypy takes it as a missing import (Any)
 except ImportError:  # a source tree without the build: the numpy search, 5-10x slower, the same paths
     _paths = None
 
