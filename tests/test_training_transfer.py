@@ -39,12 +39,20 @@ def synthetic_maps(n, rng):
     return maps.astype(np.float32), labels
 
 
-def test_cached_frozen_outputs_give_the_whole_network_s_answer(weights):
-    settings = dataclasses.replace(SETTINGS, imagenet=weights)
+def test_cpu_transfer_224_is_cpu_transfer_at_the_paper_s_input_size():
+    wide = PRESETS["cpu-transfer-224"]
+    assert wide.network.input_hw == (MAP_SIZE_PX, MAP_SIZE_PX) == (224, 224)
+    assert dataclasses.replace(wide, name="cpu-transfer", network=SETTINGS) == PRESETS["cpu-transfer"]
+
+
+@pytest.mark.parametrize("preset, side_px", [("cpu-transfer", 64), ("cpu-transfer-224", 224)])
+def test_cached_frozen_outputs_give_the_whole_network_s_answer(weights, preset, side_px):
+    settings = dataclasses.replace(PRESETS[preset].network, imagenet=weights)
+    assert settings.input_hw == (side_px, side_px)
     model = start_network(5, settings, start_seed=3)
-    x = np.random.default_rng(0).normal(0, 1, (4, 3, 64, 64)).astype(np.float32)
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, side_px, side_px)).astype(np.float32)
     z = frozen_outputs(model, settings.frozen_layers, x)
-    assert z.shape == (4, 512, 4, 4)
+    assert z.shape == (2, 512, side_px // 16, side_px // 16)  # four 2 x 2 poolings before conv5_1
     with torch.inference_mode():
         whole = model.eval()(torch.from_numpy(x))
         split = trainable(model, settings.frozen_layers).eval()(torch.from_numpy(z))

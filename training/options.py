@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=PRESETS,
         required=True,
         help="smoke (CI, minutes), cpu (2-core CPU, < 1 h, random start), cpu-transfer (2-core CPU, "
-        "pretrained VGG16, frozen early layers, about an hour), paper (full VGG16 at 224, GPU)",
+        "pretrained VGG16, frozen early layers, 64 px, about an hour), cpu-transfer-224 (the same at "
+        "224 px), paper (full VGG16 at 224, every layer trained, GPU)",
     )
     parser.add_argument(
         "--csv",
