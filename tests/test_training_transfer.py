@@ -5,6 +5,7 @@ stage 1's trained layers, and the compute-matched flat network takes stage 1 + s
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -57,6 +58,21 @@ def test_cached_frozen_outputs_give_the_whole_network_s_answer(weights, preset, 
         whole = model.eval()(torch.from_numpy(x))
         split = trainable(model, settings.frozen_layers).eval()(torch.from_numpy(z))
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_outputs_run_on_every_core_and_restore_the_thread_count():
+    """train.py keeps one torch thread in the main process for the training processes' sake; the
+    frozen layers run before those start, on every core."""
+    model = VGG16(2, width=1 / 16)
+    seen = []
+    model.features[0].register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        frozen_outputs(model, 4, np.zeros((2, 3, 32, 32), np.float32))
+        assert seen == [os.cpu_count()] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -9,6 +9,9 @@ two) and trains conv5_3 and the head; 24 freezes blocks 1-4 and trains block 5.
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch import nn
@@ -41,11 +44,23 @@ def trainable(model: VGG16, frozen_layers: int) -> nn.Module:
 
 def frozen_outputs(model: VGG16, frozen_layers: int, x: np.ndarray) -> np.ndarray:
     """Outputs of ``model.features[:frozen_layers]`` for images x (n, 3, height, width) float32: float32
-    (n, channels, h, w), computed in batches without gradients."""
+    (n, channels, h, w), computed in batches without gradients, on every core: this runs before the
+    training processes start, in a process that keeps one torch thread for itself while they run."""
     prefix = model.features[:frozen_layers].eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), _all_cores():
         out = [
             prefix(torch.from_numpy(np.ascontiguousarray(b))).numpy()
             for b in np.array_split(x, max(1, -(-len(x) // BATCH)))
         ]
     return np.concatenate(out).astype(np.float32) if out else np.empty((0,), np.float32)
+
+
+@contextmanager
+def _all_cores():
+    """torch's intra-op threads set to one per core inside the block, restored after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
