@@ -15,11 +15,12 @@ On the same bundle and the same wide-field phantom volume:
 (e) with ``--device cuda``: the SDK on the torch backend, FP16 with the eight networks replayed as
     one CUDA graph, against (a) run on the GPU (FP32 eager), whole pipeline and networks alone; and
     the networks FP16 eager, to tell the two gains apart;
-(f) on a CPU with bfloat16 instructions, bf16 as the torch backend runs it
-    (``sdk.backends.torch_backend.bf16_network`` and ``probabilities`` on the bundle's FP32 weights):
-    the pipeline composed as (a) is, for its speed, whether or not the bundle's gate allows bf16 (its
-    probability difference from (a) is recorded); and where the bundle declares bf16 (``converters
-    bundle --bf16`` passed its gate), the SDK itself, ``sdk.Classifier`` on the torch backend in bf16.
+(f) on a CPU with bfloat16 instructions, bf16 with the weights rounded as the torch backend rounds
+    them (``sdk.backends.torch_backend.bf16_network`` and ``probabilities`` on the bundle's FP32
+    weights): the pipeline composed as (a) is, eight whole networks, for its speed, whether or not the
+    bundle's gate allows bf16 (its probability difference from (a) is recorded); and where the bundle
+    declares bf16 (``converters bundle --bf16`` passed its gate), the SDK itself, ``sdk.Classifier`` on
+    the torch backend in bf16, which runs the layers a map's two networks share once.
 
 ``--bundle PATH`` runs it all on a given bundle (the trained one, say) instead of the bench bundle.
 
@@ -35,6 +36,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -157,19 +159,45 @@ def network_macs(bundle) -> int:
     return sum(count_macs(VGG16(len(spec.classes), width=width), bundle.input_hw) for spec in bundle.models)
 
 
-def eager_reference(bundle, volume, device: str):
-    """(a): front end, eight eager FP32 VGG16s one by one on ``device``, stacker.
+def one_by_one(bundle, precision: str, device: str = "cpu"):
+    """The bundle's eight VGG16s whole, one after the other, nothing shared between a map's two:
+    "fp32" on ``device`` (TF32 off), or "bf16" on the CPU with the weights rounded as the torch
+    backend rounds them. Returns the callable giving stage-1 (4, 2) and stage-2 (4, 4) float32
+    probabilities for one eye's input (4, 3, H, W) float32."""
+    import torch
 
-    Returns a callable giving the five class probabilities, and the backend (to close; its ``run``
-    times the networks alone)."""
-    backend = TorchBackend(bundle, "fp32", device=device, cuda_graphs=False)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    models = [bf16_network(m) if precision == "bf16" else m.to(device) for m in fp32_networks(bundle)]
+    pairs = stage_indices(bundle)
+
+    def networks(x: np.ndarray):
+        with torch.inference_mode():
+            inputs = torch.from_numpy(x).to(device)
+            return tuple(
+                np.stack(
+                    [
+                        probabilities(models[p[k]], inputs[m : m + 1], dtype)[0].cpu().numpy()
+                        for m, p in enumerate(pairs)
+                    ]
+                )
+                for k in (0, 1)
+            )
+
+    return networks
+
+
+def composed(bundle, volume, networks):
+    """The callable giving the five class probabilities of ``volume``: front end, ``networks`` (as
+    :func:`one_by_one` returns), stacker."""
 
     def run():
         maps = sdk.maps.extract(volume, bundle.normative)
-        stage1, stage2 = backend.run(sdk.maps.to_network_input(maps.stack(), bundle.input_hw))
+        stage1, stage2 = networks(sdk.maps.to_network_input(maps.stack(), bundle.input_hw))
         return bundle.final_probabilities(bundle.stacking_features(stage1, stage2)[None])[0]
 
-    return run, backend
+    return run
 
 
 def sdk_run(results: dict, key: str, bundle, backend, volume, network_input, rounds: int, expected):
@@ -185,37 +213,6 @@ def sdk_run(results: dict, key: str, bundle, backend, volume, network_input, rou
         )
 
 
-def bf16_pipeline(bundle, volume):
-    """(f), composed: front end, the eight networks in bf16 as the torch backend runs them, stacker.
-
-    Returns the callable giving the five class probabilities, and the networks' callable on one
-    eye's input (4, 3, H, W)."""
-    import torch
-
-    models = [bf16_network(model) for model in fp32_networks(bundle)]
-    pairs = stage_indices(bundle)
-
-    def networks(x: np.ndarray):
-        with torch.inference_mode():
-            inputs = torch.from_numpy(x)
-            return tuple(
-                np.stack(
-                    [
-                        probabilities(models[p[k]], inputs[m : m + 1], torch.bfloat16)[0].numpy()
-                        for m, p in enumerate(pairs)
-                    ]
-                )
-                for k in (0, 1)
-            )
-
-    def run():
-        maps = sdk.maps.extract(volume, bundle.normative)
-        stage1, stage2 = networks(sdk.maps.to_network_input(maps.stack(), bundle.input_hw))
-        return bundle.final_probabilities(bundle.stacking_features(stage1, stage2)[None])[0]
-
-    return run, networks
-
-
 def bf16_run(results: dict, bundle, volume, network_input, rounds: int, expected) -> None:
     """(f) where this CPU has bfloat16 instructions, else the reason under ``f_reason``."""
     reason = bf16_unsupported()
@@ -223,7 +220,8 @@ def bf16_run(results: dict, bundle, volume, network_input, rounds: int, expected
     if reason:
         results["f_reason"] = reason
         return
-    run, networks = bf16_pipeline(bundle, volume)
+    networks = one_by_one(bundle, "bf16")
+    run = composed(bundle, volume, networks)
     results["f_bf16_pipeline_s"] = measure(run, rounds)
     results["f_bf16_networks_s"] = measure(lambda: networks(network_input), rounds)
     results["f_bf16_max_probability_difference_vs_a"] = float(np.max(np.abs(run() - expected)))
@@ -264,11 +262,12 @@ def main(argv=None) -> int:
     network_input = sdk.maps.to_network_input(
         sdk.maps.extract(volume, bundle.normative).stack(), bundle.input_hw
     ).astype(np.float32)
-    reference, reference_backend = eager_reference(bundle, volume, args.device)
+    reference_networks = one_by_one(bundle, "fp32", args.device)
+    reference = composed(bundle, volume, reference_networks)
     results["a_pytorch_eager_s"] = measure(reference, args.rounds)
-    results["a_networks_s"] = measure(lambda: reference_backend.run(network_input), args.rounds)
+    results["a_networks_s"] = measure(partial(reference_networks, network_input), args.rounds)
     expected = reference()
-    reference_backend.close()
+    del reference_networks, reference  # the eight FP32 networks' memory, before the SDK's
 
     ort = make_backend(bundle, "onnxruntime", precision="fp32")
     sdk_run(results, "b_sdk_onnxruntime", bundle, ort, volume, network_input, args.rounds, expected)

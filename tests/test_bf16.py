@@ -23,9 +23,16 @@ from converters.bundle import TOLERANCES, build_bundle
 from converters.verify import verify
 from sdk import cpu
 from sdk.backends import make_backend, stage_indices
-from sdk.backends.torch_backend import TorchBackend, fp32_networks, state_dicts_from_merged
+from sdk.backends.torch_backend import (
+    TorchBackend,
+    bf16_network,
+    fp32_networks,
+    probabilities,
+    state_dicts_from_merged,
+)
 from sdk.bundle import TOLERANCE_LIMITS, Bundle
 from sdk.errors import BackendUnavailable, BundleError
+from sdk.maps import MAP_NAMES
 from tests.bundle_helpers import (
     SMALL_PHANTOM_SHAPE,
     copy_fixture,
@@ -56,7 +63,7 @@ def declare_bf16(folder: Path, tolerance: dict | None = None) -> dict:
     """Declare bf16 in the fixture copy's manifest (as a passed --bf16 conversion does), unsigned."""
     manifest = manifest_of(folder)
     manifest["tolerances"]["bf16"] = tolerance or TOLERANCES["bf16"]
-    (folder / "manifest.sig").unlink()
+    (folder / "manifest.sig").unlink(missing_ok=True)
     return rewrite_manifest(folder, manifest)
 
 
@@ -95,6 +102,37 @@ def test_a_shared_trunks_stage2_takes_the_stage1_tensors_it_shares(tmp_path):
     with TorchBackend(bundle, "fp32", device="cpu") as backend:
         got = backend.run(golden["inputs"][0])
     assert np.abs(got[1] - golden["stage2"][0]).max() < FP32_TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_layers_both_stages_share_run_once_and_give_the_whole_networks_outputs(
+    tmp_path, bf16_cpu, precision
+):
+    checkpoint = small_checkpoint(tmp_path / "checkpoint", seed=4, shared_trunk_blocks=2)
+    out = build_bundle(
+        checkpoint, tmp_path / "bundle", target="cpu", phantom_shape=PHANTOM_SHAPE, golden_eyes=[GOLDEN_EYE]
+    )
+    declare_bf16(out)
+    bundle = Bundle.load(out, trusted_keys=())
+    x = bundle.golden()["inputs"][0]
+    with TorchBackend(bundle, precision, device="cpu") as backend:
+        # VGG blocks 1-2: four convolutions, their ReLUs and two poolings
+        assert backend.details["shared_layers_run_once"] == [10] * len(MAP_NAMES)
+        calls = []
+        for first, second in stage_indices(bundle):
+            assert backend._models[second].features[0] is backend._models[first].features[0]  # held once
+            backend._models[first].features[0].register_forward_hook(lambda *_: calls.append(1))
+        stage1, stage2 = backend.run(x)
+    assert len(calls) == len(MAP_NAMES)  # not twice per map
+    dtype = getattr(torch, TorchBackend.dtypes[precision])
+    models = [bf16_network(m) if precision == "bf16" else m for m in fp32_networks(bundle)]
+    with torch.inference_mode():
+        whole = [
+            probabilities(model, torch.from_numpy(x[m : m + 1]), dtype).numpy()[0]
+            for m, pair in enumerate(stage_indices(bundle))
+            for model in (models[pair[0]], models[pair[1]])
+        ]
+    assert np.array_equal(stage1, np.array(whole[0::2])) and np.array_equal(stage2, np.array(whole[1::2]))
 
 
 # --- bf16 runs where declared and supported -------------------------------------------------------
@@ -242,12 +280,13 @@ def test_bf16_outputs_leave_the_fp32_networks_unchanged(checkpoint_dir):
 
 
 def test_the_benchmarks_bf16_pipeline_runs_what_the_backend_runs(bf16_folder, bf16_cpu):
-    from benchmarks.compare import bf16_pipeline
+    from benchmarks.compare import composed, one_by_one
 
     bundle = Bundle.load(bf16_folder, trusted_keys=())
     kind, seed, laterality = GOLDEN_EYE
     volume = phantom.make_eye(kind, seed=seed, laterality=laterality, shape=PHANTOM_SHAPE).volume
-    run, networks = bf16_pipeline(bundle, volume)
+    networks = one_by_one(bundle, "bf16")
+    run = composed(bundle, volume, networks)
     x = bundle.golden()["inputs"][0]
     got = networks(x)
     with sdk.Classifier(bundle, TorchBackend(bundle, "bf16")) as classifier:

@@ -99,6 +99,7 @@ class TorchBackend(Backend):
             bf16_network(model) if precision == DERIVED else model.to(self._device, self._dtype)
             for model in fp32_networks(bundle)
         ]
+        self._maps = _shared_layers(self._models, stage_indices(bundle))
         self._graph = _EightNetworkGraph(self) if on_cuda and cuda_graphs else None
         self.device = str(self._device)
         if on_cuda:
@@ -107,15 +108,21 @@ class TorchBackend(Backend):
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cuda_graphs": self._graph is not None,
+            "shared_layers_run_once": [shared for _, _, shared in self._maps],
         }
 
-    def _forward(self, index: int, x):
-        """Probabilities (N, C) float32 torch tensor of network ``index`` for x (N, 3, H, W) on the device."""
-        return probabilities(self._models[index], x, self._dtype)
+    def _forward_map(self, index: int, x):
+        """Stage-1 (N, 2) and stage-2 (N, 4) probabilities, float32 torch tensors, of map ``MAP_NAMES[index]``
+        for x (N, 3, H, W) float32 on the device: the layers the two networks share run once."""
+        first, second, shared = self._maps[index]
+        z = self._models[first].features[:shared](prepared(x, self._dtype))
+        stage1, stage2 = (self._models[i].forward_from(z, shared).float() for i in (first, second))
+        return self._torch.softmax(stage1, dim=1), self._torch.softmax(stage2, dim=1)
 
-    def _infer(self, index: int, x: np.ndarray) -> np.ndarray:
+    def _infer_map(self, index: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._torch.inference_mode():
-            return self._forward(index, self._torch.from_numpy(x).to(self._device)).cpu().numpy()
+            stage1, stage2 = self._forward_map(index, self._torch.from_numpy(x).to(self._device))
+            return stage1.cpu().numpy()[0], stage2.cpu().numpy()[0]
 
     def _infer_all(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._graph is None:
@@ -143,11 +150,11 @@ class _EightNetworkGraph:
         self._torch = torch
         self._lock = threading.Lock()
         self._input = torch.zeros((len(MAP_NAMES), 3, *backend.bundle.input_hw), device=backend._device)
-        pairs = stage_indices(backend.bundle)
 
         def forward():
-            stage1 = [backend._forward(i, self._input[m : m + 1]) for m, (i, _) in enumerate(pairs)]
-            stage2 = [backend._forward(j, self._input[m : m + 1]) for m, (_, j) in enumerate(pairs)]
+            stage1, stage2 = zip(
+                *(backend._forward_map(m, self._input[m : m + 1]) for m in range(len(MAP_NAMES))), strict=True
+            )
             return torch.cat(stage1), torch.cat(stage2)
 
         with torch.cuda.device(backend._device), torch.inference_mode():
@@ -206,10 +213,30 @@ def probabilities(model, x, dtype):
     a torch tensor on the model's device; bfloat16 runs channels-last."""
     import torch
 
+    return torch.softmax(model(prepared(x, dtype)).float(), dim=1)
+
+
+def prepared(x, dtype):
+    """x (N, 3, H, W) float32 as a network of ``dtype`` takes it: cast, and channels-last for bfloat16."""
+    import torch
+
     x = x.to(dtype)
-    if dtype == torch.bfloat16:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return torch.softmax(model(x).float(), dim=1)
+    return x.contiguous(memory_format=torch.channels_last) if dtype == torch.bfloat16 else x
+
+
+def _shared_layers(models: list, pairs: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Per map: its stage-1 and stage-2 indices in ``models`` and how many leading feature modules the
+    two share (:func:`sdk.nets.vgg16.shared_prefix`); stage 2 is given stage 1's modules for those,
+    so that they are held once."""
+    from sdk.nets.vgg16 import shared_prefix
+
+    maps = []
+    for first, second in pairs:
+        shared = shared_prefix(models[first], models[second])
+        for i in range(shared):
+            models[second].features[i] = models[first].features[i]
+        maps.append((first, second, shared))
+    return maps
 
 
 def _check_bf16(bundle: Bundle, on_cuda: bool) -> None:

@@ -86,8 +86,27 @@ class VGG16(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 3, height, width) float32, height and width >= 32 px -> logits (batch, num_classes)."""
-        x = self.pool(self.features(x)).flatten(1)
-        return self.head(self.dropout(x))
+        return self.forward_from(x, 0)
+
+    def forward_from(self, z: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits (batch, num_classes) from ``z``, the output of ``features[:start]`` (the input itself
+        for 0): the rest of the features, pooling, dropout and the head."""
+        z = self.pool(self.features[start:](z)).flatten(1)
+        return self.head(self.dropout(z))
+
+
+def shared_prefix(a: VGG16, b: VGG16) -> int:
+    """How many leading ``features`` modules ``a`` and ``b`` hold in common: the same kind of layer
+    with bitwise-equal parameters (the frozen trunk of a pretrained pair, or stage 2's layers kept at
+    stage 1's), so that ``a.features[:n]`` computes what ``b.features[:n]`` would."""
+    n = 0
+    for m, k in zip(a.features, b.features, strict=True):
+        same_kind = type(m) is type(k) and repr(m) == repr(k)
+        ours, theirs = list(m.parameters()), list(k.parameters())
+        if not (same_kind and len(ours) == len(theirs) and all(map(torch.equal, ours, theirs))):
+            break
+        n += 1
+    return n
 
 
 def load_imagenet_features(model: VGG16, path: str | os.PathLike) -> int:
