@@ -44,7 +44,13 @@ import numpy as np
 import phantom
 import sdk
 from sdk.backends import make_backend, stage_indices
-from sdk.backends.torch_backend import TorchBackend, bf16_network, fp32_networks, probabilities
+from sdk.backends.torch_backend import (
+    TorchBackend,
+    bf16_network,
+    float32_means_float32,
+    fp32_networks,
+    probabilities,
+)
 from sdk.cpu import bf16_unsupported, cpu_model
 from sdk.engines.build import tensorrt_usable
 from sdk.labels import CLASSES
@@ -67,7 +73,7 @@ def matmul_flops(device: str, dtype: str = "float32", rounds: int = 5, size: int
     """Dense matrix-product throughput (FLOP/s) of this machine in ``dtype``, all cores or the GPU (torch)."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 here
+    float32_means_float32()
     a = torch.rand(size, size, device=device, dtype=getattr(torch, dtype))
     b = torch.rand(size, size, device=device, dtype=getattr(torch, dtype))
 
@@ -166,8 +172,7 @@ def one_by_one(bundle, precision: str, device: str = "cpu"):
     probabilities for one eye's input (4, 3, H, W) float32."""
     import torch
 
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    float32_means_float32()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     models = [bf16_network(m) if precision == "bf16" else m.to(device) for m in fp32_networks(bundle)]
     pairs = stage_indices(bundle)

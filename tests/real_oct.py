@@ -93,6 +93,28 @@ class RealBscan:
         return OCTVolume(data, spacing, self.laterality, self.protocol)
 
 
+def errors(name: str, n_bscans: int = 16, seed: int = 0):
+    """Our boundaries minus the device's on fixture ``name``, segmented as a cube of ``n_bscans``
+    noisy repeats: (fixture, segmentation, {surface: errors in px}), each errors array flat over
+    the comparable A-scans (:meth:`RealBscan.comparable`) of every B-scan, for the ILM, BM and
+    RNFL_GCL where the device gives them."""
+    from sdk import retina
+
+    fixture = load(name)
+    seg = retina.segment(fixture.cube(n_bscans=n_bscans, seed=seed))
+    comparable = fixture.comparable()
+    out = {}
+    for surface in ("ILM", "BM", "RNFL_GCL"):
+        if surface not in fixture.boundaries_px:
+            continue
+        device = fixture.boundaries_px[surface]
+        ours = seg.surfaces[surface]
+        use = comparable & np.isfinite(device)
+        assert np.isfinite(ours[:, use]).all(), (name, surface)
+        out[surface] = (ours[:, use] - device[use]).ravel()
+    return fixture, seg, out
+
+
 def available() -> bool:
     return all((REAL_OCT / name).is_file() for name in FIXTURES)
 

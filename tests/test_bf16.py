@@ -295,3 +295,20 @@ def test_the_benchmarks_bf16_pipeline_runs_what_the_backend_runs(bf16_folder, bf
     assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
     probabilities = np.array([diagnosis.probabilities[c] for c in sdk.labels.CLASSES])
     assert np.allclose(run(), probabilities, atol=1e-12)
+
+
+def test_the_float32_references_switch_tf32_off(bf16_folder):
+    """benchmarks.compare's FP32 references compute in float32 on a GPU too: TF32 off (torch allows it
+    for convolutions by default), as the torch backend's fp32 on CUDA sets it."""
+    import torch
+
+    from benchmarks.compare import one_by_one
+
+    bundle = Bundle.load(bf16_folder, trusted_keys=())
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        one_by_one(bundle, "fp32")
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = True  # torch's default
+        torch.backends.cuda.matmul.allow_tf32 = False

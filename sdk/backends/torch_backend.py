@@ -90,8 +90,7 @@ class TorchBackend(Backend):
         if on_cuda and not torch.cuda.is_available():
             raise BackendUnavailable(f"torch {torch.__version__} sees no CUDA GPU for device {device!r}")
         if on_cuda and precision == "fp32":
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
+            float32_means_float32()
         if threads:
             torch.set_num_threads(threads)
         self._dtype = getattr(torch, self.dtypes[precision])
@@ -199,6 +198,15 @@ def fp32_networks(bundle: Bundle) -> Iterator:
                 f"{len(spec.classes)} classes: {e}"
             ) from None
         yield model.eval()
+
+
+def float32_means_float32() -> None:
+    """Switch TF32 off for this process's CUDA convolutions and matrix products (torch allows it for
+    convolutions by default): FP32 results are then float32's, as the bundle's tolerances assume."""
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def bf16_network(model):
