@@ -54,10 +54,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sdk.io import supported_formats
+
     parser = ArgumentParser(
         prog="python -m sdk.classify", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP
     )
-    parser.add_argument("volumes", nargs="+", type=Path, metavar="VOLUME", help=".dcm, .npz or .npy volumes")
+    formats = "; ".join(supported_formats())
+    parser.add_argument(
+        "volumes", nargs="+", type=Path, metavar="VOLUME", help=f"volume files, read by content: {formats}"
+    )
     add_classifier_arguments(parser)
     add_volume_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a line per volume")

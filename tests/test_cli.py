@@ -301,3 +301,11 @@ def test_permission_problems_exit_2_naming_the_path(case, locked_tree, bundle):
     if "report" in case:
         assert "report not written" in proc.stderr and "p=" in proc.stdout  # the diagnosis stands
     assert changes(before, snapshot(locked_tree)) == {}
+
+
+def test_the_help_names_every_format_the_readers_take():
+    from sdk.classify import build_parser
+    from sdk.io import supported_formats
+
+    text = " ".join(build_parser().format_help().split())  # argparse wraps the help text
+    assert all(" ".join(f.split()) in text for f in supported_formats()) and len(supported_formats()) == 6

@@ -5,6 +5,8 @@ The front end's cost at extreme (but allowed) spacings is measured in
 benchmarks/test_frontend_bench.py; here the answers are checked.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -61,6 +63,16 @@ def test_a_closed_shutter_with_a_few_hot_pixels_is_blank_too():
 def test_volumes_without_a_retina_are_ungradable(data):
     quality = segment(data).quality
     assert not quality.gradable and quality.reasons
+
+
+def test_a_tail_beyond_float_range_is_log_scaled_without_a_warning():
+    """Linear intensities whose bright tail over the median overflows a float (1e300 over 1e-20) are
+    log-scaled like any long tail, without a RuntimeWarning on the user's console."""
+    data = np.where(np.random.default_rng(0).random((4, 64, 32)) > 0.99, 1e300, 1e-20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seg = segment(data)
+    assert not seg.quality.gradable
 
 
 def test_a_4096_sample_deep_volume_is_segmented():

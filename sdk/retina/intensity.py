@@ -165,7 +165,9 @@ def log_scaled(volume: OCTVolume) -> np.ndarray | None:
         return None
     sample = data[::SAMPLE_STRIDE, :, ::SAMPLE_STRIDE]
     low, median, high = np.percentile(sample, [0.1, 50, 99.9])
-    if low < 0 or high <= 0 or high / max(median, 1e-12) < LINEAR_TAIL_RATIO:
+    with np.errstate(over="ignore"):  # a tail beyond float range is a long tail: inf compares right
+        tail = high / max(median, 1e-12)
+    if low < 0 or high <= 0 or tail < LINEAR_TAIL_RATIO:
         return None
     return (10.0 * np.log10(np.maximum(data, high * 1e-6))).astype(np.float32)
 
