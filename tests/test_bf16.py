@@ -305,10 +305,10 @@ def test_the_float32_references_switch_tf32_off(bf16_folder):
     from benchmarks.compare import one_by_one
 
     bundle = Bundle.load(bf16_folder, trusted_keys=())
+    found = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
     try:
         one_by_one(bundle, "fp32")
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     finally:
-        torch.backends.cudnn.allow_tf32 = True  # torch's default
-        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = found
