@@ -28,6 +28,14 @@ again. Whole ``python -m sdk.classify`` processes on the full-width cpu bundle, 
 on the 2-core AMD EPYC with AVX-512 (2026-12-02): 2.63-3.04 s (median 2.80) with one trim at the end
 against 2.83-3.64 s (median 3.12) with a trim per session, kernel time 1.36-1.57 s against 1.62-2.56
 s, at a higher peak resident memory (1.48-1.76 GB against 1.30-1.39 GB; the limit is 2 GB).
+
+Measured and not adopted (2-core Xeon with AMX, 2026-12-04, full-width cpu bundle, fresh processes
+alternating with today's code): building two sessions at once in threads (``InferenceSession``
+releases the GIL) gave ``Classifier.load`` 1.07-1.17 s against 1.19-1.22 s (4 pairs) but no gain
+for a whole process (2.22-2.61 s against 2.15-2.53 s, 5 pairs) at 1.87-1.89 GB peak resident memory
+against 1.46-1.76 GB; transparent huge pages for glibc's heap (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``)
+cut the load's page faults from about 520,000 to 20,000 but raised its kernel time (1.4-2.9 s against
+0.8-1.1 s in quiet runs: zeroing and compacting 2 MB pages).
 """
 
 from __future__ import annotations
