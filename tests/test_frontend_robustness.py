@@ -147,3 +147,38 @@ def test_fuzzed_volumes_get_an_answer_or_an_sdk_error(shape_kind, spacing, proto
         return  # a field of view too small for the maps is a user error with its message
     if maps is not None:
         assert isinstance(maps.quality.gradable, bool)
+
+
+@pytest.fixture(scope="module")
+def my_eye():
+    return phantom.make_eye("MY", 4, shape=(24, 496, 192)).volume.data
+
+
+# first B-scan, B-scans, first sample, samples, first A-scan (from the smallest valid volume up)
+crops = st.tuples(
+    st.integers(0, 23), st.integers(2, 24), st.integers(0, 495), st.integers(32, 496), st.integers(0, 191)
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(crops, st.integers(8, 192), spacings, st.sampled_from(["wide", "disc", "macula"]))
+def test_cropped_retinas_get_an_answer_or_an_sdk_error(my_eye, crop, n_ascans, spacing, protocol):
+    """Pieces of a phantom eye (a retina cut by the window's edges, down to 2 B-scans of 8 A-scans and a
+    32-sample sliver of depth) at any allowed spacing: the path searches meet their windows' ends on
+    real structure."""
+    b0, n_bscans, z0, depth, a0 = crop
+    b0, z0, a0 = (
+        min(start, total - n)
+        for start, total, n in zip((b0, z0, a0), my_eye.shape, (n_bscans, depth, n_ascans), strict=True)
+    )
+    data = np.ascontiguousarray(my_eye[b0 : b0 + n_bscans, z0 : z0 + depth, a0 : a0 + n_ascans])
+    volume = sdk.OCTVolume(data, spacing, "OS", protocol)
+    seg = sdk.retina.segment(volume)
+    assert all(s.shape == (data.shape[0], data.shape[2]) for s in seg.surfaces.values())
+    assert isinstance(seg.quality.gradable, bool) and (seg.quality.gradable or seg.quality.reasons)
+    if protocol == "wide":
+        try:
+            maps = sdk.maps.extract(volume, segmentation=seg)
+        except OCTError:
+            return  # a field of view too small for the maps is a user error with its message
+        assert maps.rnfl_thickness.shape == (224, 224)
